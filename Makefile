@@ -1,0 +1,46 @@
+# zai-proxy: every entry point a user or CI needs. Each target installs what it uses, idempotently,
+# into the repo (.venv/, .tools/bin/); nothing is installed system-wide except Debian packages.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      := .venv
+PY        := $(VENV)/bin/python
+PIP       := $(VENV)/bin/pip
+TOOLS     := $(CURDIR)/.tools/bin
+export PATH := $(TOOLS):$(CURDIR)/$(VENV)/bin:$(PATH)
+# tiktoken never downloads at run time: tests and the demo use this local cache.
+export TIKTOKEN_CACHE_DIR := $(CURDIR)/.cache/tiktoken
+# helm and its plugins (helm-unittest) live under .tools/helm, never in $HOME (same as install-tools.sh).
+export HELM_CONFIG_HOME := $(CURDIR)/.tools/helm/config
+export HELM_CACHE_HOME  := $(CURDIR)/.tools/helm/cache
+export HELM_DATA_HOME   := $(CURDIR)/.tools/helm/data
+export HELM_PLUGINS     := $(CURDIR)/.tools/helm/plugins
+
+.PHONY: help venv tools tiktoken-cache test test-python test-chart run demo bench reliability image clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: image/requirements.txt requirements-dev.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## create .venv with the image's pinned requirements plus test tools
+
+tiktoken-cache: $(VENV)/.installed ## extract tiktoken's BPE files from the litellm wheel (offline)
+	$(PY) scripts/tiktoken_cache.py "$(TIKTOKEN_CACHE_DIR)"
+
+tools: ## build helm, helm-unittest, kubeconform, actionlint... into .tools/bin; apt for promtool/redis
+	bash scripts/install-tools.sh
+
+test: venv tiktoken-cache tools ## every check (what CI runs)
+	$(PY) -m pytest -q tests
+
+run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY)
+	@test -n "$$ZAI_API_KEY$$ZAI_API_KEY_FILE" || { echo "set ZAI_API_KEY (or ZAI_API_KEY_FILE) first" >&2; exit 2; }
+	cd image && PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/.cache/metrics} ../$(PY) -m gunicorn -c gunicorn.conf.py app:app
+
+clean: ## remove run artefacts (keeps .venv and .tools)
+	rm -rf out .pytest_cache .hypothesis

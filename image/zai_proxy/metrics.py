@@ -1,0 +1,171 @@
+"""Every Prometheus family the proxy exports, with bounded label values.
+
+Under gunicorn the families live in multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set and wiped by
+gunicorn.conf.py before prometheus_client is imported), so each gauge declares how worker
+processes combine. Every family carries `variant`; it is bound once here so call sites cannot
+forget it.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DURATION_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+TTFB_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
+SIZE_BUCKETS = tuple(100 * 10 ** k for k in range(7))  # 100 B … 100 MB
+WAIT_BUCKETS = (.001, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
+TOKEN_COUNT_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1)
+
+FAIRNESS_BUCKETS = 64
+ZAI_CODES = ("1000", "1001", "1002", "1003", "1004", "1113", "1210", "1211", "1214", "1261",
+             "1301", "1302", "1303", "1304", "1305", "1308", "1309", "1310", "1311", "1312",
+             "1313")
+
+
+def client_label(bucket: int) -> str:
+    """The bounded `client` label for a fairness bucket: source-00 … source-63."""
+    return f"source-{bucket % FAIRNESS_BUCKETS:02d}"
+
+
+def zai_code_label(code: str | None) -> str:
+    return code if code in ZAI_CODES else "other"
+
+
+class Metrics:
+    """All families, registered in `registry`, with `variant` pre-bound where it is the only label.
+
+    Families with further labels are exposed as `<name>(**labels)` helpers so every call site
+    passes bounded values only.
+    """
+
+    def __init__(self, variant: str, registry: CollectorRegistry, model_labels=()):
+        self.variant = variant
+        self.registry = registry
+        self._models = frozenset(model_labels)
+        v = ("variant",)
+
+        def counter(name, doc, labels=()):
+            return Counter(name, doc, labels + v, registry=registry)
+
+        def histogram(name, doc, labels, buckets):
+            return Histogram(name, doc, labels + v, buckets=buckets, registry=registry)
+
+        def gauge(name, doc, mode, labels=()):
+            return Gauge(name, doc, labels + v, registry=registry, multiprocess_mode=mode)
+
+        # Requests (the seed's families)
+        self.requests = counter("zai_proxy_requests", "Requests answered by the proxy.",
+                                ("method", "path", "status_code"))
+        self.duration = histogram("zai_proxy_request_duration_seconds",
+                                  "Time from request to the last byte sent, streams included.",
+                                  ("method", "path", "status_code"), DURATION_BUCKETS)
+        self.request_size = histogram("zai_proxy_request_size_bytes", "Request body size.",
+                                      ("method", "path"), SIZE_BUCKETS)
+        self.response_size = histogram("zai_proxy_response_size_bytes",
+                                       "Response body size as sent to the client.",
+                                       ("method", "path", "status_code"), SIZE_BUCKETS)
+        self.ttfb = histogram("zai_proxy_time_to_first_byte_seconds",
+                              "Time from request to the first streamed byte sent to the client.",
+                              ("path",), TTFB_BUCKETS)
+        # Capacity. Each process adds its own share; livesum gives the pod's figure and
+        # forgets processes that died.
+        self.concurrent = gauge("zai_proxy_concurrent_requests",
+                                "Proxied requests in flight.", "livesum").labels(variant)
+        self.max_workers = gauge("zai_proxy_max_workers", "Cap on proxied requests in flight.",
+                                 "livesum").labels(variant)
+        self.utilization = gauge("zai_proxy_worker_utilization_ratio",
+                                 "Proxied requests in flight divided by the cap.",
+                                 "livesum").labels(variant)
+        self.build_info = gauge("zai_proxy_build_info", "Build information (value 1).", "max",
+                                ("version", "commit", "build_time"))
+        self.upstream_errors = counter("zai_proxy_upstream_errors_total",
+                                       "Upstream failures by HTTP status or failure kind.",
+                                       ("error_type",))
+        self.stream_disconnects = counter("zai_proxy_stream_disconnects_total",
+                                          "Clients that went away before the answer ended.",
+                                          ("path",))
+        # Rate limiting and retries
+        self.rate_limit_rps = gauge("zai_proxy_rate_limit_requests_per_second",
+                                    "Current adaptive rate (req/s).", "livemax").labels(variant)
+        self.rate_limit_adjustments = counter("zai_proxy_rate_limit_adjustments_total",
+                                              "Controller decisions.", ("direction",))
+        self.rate_limit_wait = histogram("zai_proxy_rate_limit_wait_seconds",
+                                         "Time spent waiting for admission.", ("client",),
+                                         WAIT_BUCKETS)
+        self.rate_limit_rejections = counter("zai_proxy_rate_limit_rejections_total",
+                                             "Requests refused after waiting too long.",
+                                             ("client",))
+        self.retry_attempts = counter("zai_proxy_retry_attempts_total",
+                                      "Upstream attempts repeated, by reason.", ("reason",))
+        self.zai_errors = counter("zai_proxy_zai_errors_total",
+                                  "Z.AI error answers by class and business code.",
+                                  ("class", "code"))
+        # Tokens and cost
+        token_labels = ("direction", "model", "pricing_tier")
+        self.tokens = counter("zai_proxy_tokens_total", "Tokens by direction.", token_labels)
+        self.estimated_tokens = counter("zai_proxy_estimated_tokens_total",
+                                        "The part of zai_proxy_tokens_total that was estimated "
+                                        "locally because the upstream did not report it.",
+                                        token_labels)
+        self.cost = counter("zai_proxy_estimated_cost_usd_total",
+                            "Estimated cost in USD from the configured price table.",
+                            token_labels)
+        self.token_count_duration = histogram("zai_proxy_token_count_duration_seconds",
+                                              "Time spent counting input tokens locally.", (),
+                                              TOKEN_COUNT_BUCKETS).labels(variant)
+        # Quota supervisor
+        quota_labels = ("window", "limit_type")
+        self.quota_usage = gauge("zai_proxy_quota_usage_ratio", "Quota used (0..1).",
+                                 "livemax", quota_labels)
+        self.quota_remaining = gauge("zai_proxy_quota_remaining_ratio", "Quota left (0..1).",
+                                     "livemin", quota_labels)
+        self.quota_reset = gauge("zai_proxy_quota_reset_time_seconds",
+                                 "Unix time of the window's next reset.", "livemax",
+                                 quota_labels)
+        self.quota_sample_age = gauge("zai_proxy_quota_sample_age_seconds",
+                                      "Age of the last good quota sample.",
+                                      "livemin").labels(variant)
+        self.quota_polls = counter("zai_proxy_quota_poll_total", "Quota polls by result.",
+                                   ("result",))
+
+    # Bounded label helpers -------------------------------------------------------------
+    def model_label(self, model) -> str:
+        if isinstance(model, str):
+            model = model.lower()
+            if model in self._models:
+                return model
+        return "other"
+
+    def count_request(self, method, path, status, seconds, sent_bytes):
+        status = str(status)
+        self.requests.labels(method, path, status, self.variant).inc()
+        self.duration.labels(method, path, status, self.variant).observe(seconds)
+        self.response_size.labels(method, path, status, self.variant).observe(sent_bytes)
+
+    def upstream_error(self, error_type) -> None:
+        self.upstream_errors.labels(str(error_type), self.variant).inc()
+
+    def zai_error(self, error_class: str, code: str | None) -> None:
+        self.zai_errors.labels(error_class, zai_code_label(code), self.variant).inc()
+
+    def retry(self, reason: str) -> None:
+        self.retry_attempts.labels(reason, self.variant).inc()
+
+    def adjustment(self, direction: str) -> None:
+        self.rate_limit_adjustments.labels(direction, self.variant).inc()
+
+    def admission_wait(self, bucket: int, seconds: float) -> None:
+        self.rate_limit_wait.labels(client_label(bucket), self.variant).observe(seconds)
+
+    def admission_rejected(self, bucket: int) -> None:
+        self.rate_limit_rejections.labels(client_label(bucket), self.variant).inc()
+
+    def add_tokens(self, direction, model_label, tier, count, cost_usd, estimated) -> None:
+        if count <= 0:
+            return
+        labels = (direction, model_label, tier, self.variant)
+        self.tokens.labels(*labels).inc(count)
+        if estimated:
+            self.estimated_tokens.labels(*labels).inc(count)
+        if cost_usd > 0:
+            self.cost.labels(*labels).inc(cost_usd)
