@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Installs every chart/CI tool the checks need into the repo, so a clean clone on a fresh machine
+# passes `make test` without anything installed by hand:
+#   - Go tools, built from their modules at pinned versions into .tools/bin (GOBIN), with a
+#     repo-local GOPATH/GOMODCACHE/GOCACHE under .cache/ so $HOME is never touched;
+#   - helm-unittest registered as a helm plugin under .tools/helm (HELM_* dirs point there);
+#   - Debian packages (promtool + a real Prometheus, redis-server, nginx) only when missing.
+# Idempotent and fast when already done: each binary is rebuilt only when its pinned version
+# stamp changes.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+BIN="$TOOLS/bin"
+mkdir -p "$BIN"
+
+# Pinned versions. helm matches the Helm module helm-unittest v1.1.2 is built against, so
+# `helm template` and the unit tests render with the same engine (Argo CD embeds Helm 3 too).
+HELM_VERSION=v3.21.3
+HELM_UNITTEST_VERSION=v1.1.2
+KUBECONFORM_VERSION=v0.8.0
+ACTIONLINT_VERSION=v1.7.12
+# kube-linter's module (golang.stackrox.io/kube-linter) is not served by the Go module proxy
+# this project can reach; kube-score does the same job (best-practice lint of rendered objects).
+KUBE_SCORE_VERSION=v1.20.0
+HELM_DOCS_VERSION=v1.14.2
+# The Kubernetes version helm and helm-unittest assume without a cluster (helm's own Makefile sets it
+# from its client-go version; a plain `go install` would leave the ancient v1.20 default, which fails
+# the chart's kubeVersion constraint).
+DEFAULT_KUBE_MINOR=36
+KUBE_LDFLAGS="-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$DEFAULT_KUBE_MINOR -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$DEFAULT_KUBE_MINOR"
+
+export GOPATH="$ROOT/.cache/go"
+export GOMODCACHE="$GOPATH/mod"
+export GOCACHE="$ROOT/.cache/go-build"
+export GOBIN="$BIN"
+export GOFLAGS="-modcacherw -buildvcs=false"
+export CGO_ENABLED=0
+
+# The helm environment every caller uses (the Makefile exports the same values).
+export HELM_CONFIG_HOME="$TOOLS/helm/config"
+export HELM_CACHE_HOME="$TOOLS/helm/cache"
+export HELM_DATA_HOME="$TOOLS/helm/data"
+export HELM_PLUGINS="$TOOLS/helm/plugins"
+mkdir -p "$HELM_CONFIG_HOME" "$HELM_CACHE_HOME" "$HELM_DATA_HOME" "$HELM_PLUGINS"
+
+log() { printf 'install-tools: %s\n' "$*"; }
+
+# go_tool NAME PACKAGE@VERSION [ldflags]: build once per pinned version; a stamp file records it.
+go_tool() {
+    local name="$1" pkg="$2" ldflags="${3:-}"
+    local stamp="$BIN/.$name.version"
+    if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$pkg $ldflags" ]]; then
+        return 0
+    fi
+    log "building $name ($pkg)"
+    go install -trimpath -ldflags "-s -w $ldflags" "$pkg"
+    printf '%s' "$pkg $ldflags" >"$stamp"
+}
+
+# go_tool_src NAME MODULE@VERSION PKGDIR [ldflags]: for modules whose go.mod has replace directives, which
+# `go install pkg@version` refuses: build inside the downloaded module, so its replaces apply.
+go_tool_src() {
+    local name="$1" modver="$2" pkgdir="$3" ldflags="${4:-}"
+    local stamp="$BIN/.$name.version"
+    if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$modver $ldflags" ]]; then
+        return 0
+    fi
+    log "building $name ($modver, from its module source)"
+    local dir
+    dir="$(go mod download -json "$modver" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+    [[ -d "$dir" ]] || { log "cannot download $modver"; exit 1; }
+    (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$name" "$pkgdir")
+    printf '%s' "$modver $ldflags" >"$stamp"
+}
+
+go_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $KUBE_LDFLAGS"
+go_tool_src helm-unittest "github.com/helm-unittest/helm-unittest@$HELM_UNITTEST_VERSION" ./cmd/helm-unittest "$KUBE_LDFLAGS"
+go_tool kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+go_tool kube-score "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
+go_tool helm-docs "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION"
+
+# Register helm-unittest as a local plugin: a plugin dir whose plugin.yaml runs the built binary.
+# No install hooks (they would download a release binary, which cannot work offline).
+plugin_dir="$HELM_PLUGINS/helm-unittest"
+mkdir -p "$plugin_dir"
+cat >"$plugin_dir/plugin.yaml.new" <<EOF
+name: "unittest"
+version: "${HELM_UNITTEST_VERSION#v}"
+usage: "unittest for helm charts"
+description: "helm-unittest ${HELM_UNITTEST_VERSION}, built from source by scripts/install-tools.sh"
+ignoreFlags: false
+command: "$BIN/helm-unittest"
+EOF
+if ! cmp -s "$plugin_dir/plugin.yaml.new" "$plugin_dir/plugin.yaml" 2>/dev/null; then
+    mv "$plugin_dir/plugin.yaml.new" "$plugin_dir/plugin.yaml"
+else
+    rm -f "$plugin_dir/plugin.yaml.new"
+fi
+"$BIN/helm" unittest --help >/dev/null || { log "helm unittest plugin does not run"; exit 1; }
+
+# Debian packages: promtool and a real Prometheus, Redis for the shared rate-limit tests,
+# nginx for the benchmarks. apt-get update runs once, and only when something is missing.
+declare -A want=([promtool]=prometheus [prometheus]=prometheus [redis-server]=redis-server [nginx]=nginx-light)
+missing=()
+for cmd in "${!want[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+done
+if ((${#missing[@]})); then
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    if [[ $(id -u) -ne 0 ]]; then
+        log "missing Debian packages (run as root): ${missing[*]}"
+        exit 1
+    fi
+    log "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # No services are started by the install: tests start their own on loopback.
+    RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+log "ok: $(ls "$BIN" | tr '\n' ' ')"
