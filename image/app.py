@@ -1,0 +1,87 @@
+"""The WSGI entry point: `gunicorn -c gunicorn.conf.py app:app`.
+
+This module only wires the pieces of `zai_proxy` together; each piece does one job.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from prometheus_client import CollectorRegistry
+from prometheus_flask_exporter import PrometheusMetrics
+
+from zai_proxy import admin, health, logs, upstream
+from zai_proxy import config as config_module
+from zai_proxy.capacity import Capacity
+from zai_proxy.disconnect import DisconnectWatcher
+from zai_proxy.errors import error_body
+from zai_proxy.metrics import Metrics
+from zai_proxy.proxy import Pipeline
+from zai_proxy.retry import RetryPolicy
+from zai_proxy.routes import family_for_path
+from zai_proxy.state import ProxyState, cancellable_wait
+
+PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+def create_app(config: config_module.Config | None = None, *,
+               registry: CollectorRegistry | None = None, wait=cancellable_wait) -> Flask:
+    config = config or config_module.load()
+    logs.setup(config.log_level)
+    registry = registry or CollectorRegistry()
+    metrics = Metrics(config.variant, registry, config.model_labels)
+    metrics.build_info.labels(config.version, config.commit, config.build_time,
+                              config.variant).set(1)
+
+    state = ProxyState(
+        config=config, metrics=metrics, session=upstream.make_session(config),
+        capacity=Capacity(config.max_in_flight_per_process, config.max_workers, metrics),
+        watcher=DisconnectWatcher(), request_log=logs.RequestLog(config.variant),
+        retry_policy=RetryPolicy(config.max_retries, config.retry_backoff_base), wait=wait)
+    if config.rate_limit_enabled:
+        from zai_proxy.ratelimit import RateLimiter
+        state.limiter = RateLimiter(config, metrics, worker_processes=config.web_concurrency)
+    if config.token_counting_enabled:
+        from zai_proxy.counting import TokenAccounting
+        state.tokens = TokenAccounting(config, metrics)
+    if config.quota_poll_enabled:
+        from zai_proxy.quota import QuotaSupervisor
+        state.quota = QuotaSupervisor(config, metrics, upstream.make_session(config))
+        state.quota.start()
+
+    app = Flask("zai_proxy")
+    app.url_map.merge_slashes = False   # never answer a redirect, not even for '//'
+    app.url_map.strict_slashes = False
+    app.extensions["zai_proxy"] = state
+    PrometheusMetrics(app, path="/metrics", registry=registry, export_defaults=False)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(admin.bp)
+
+    pipeline = Pipeline(state)
+
+    def proxied(rest: str = ""):
+        from flask import request
+        return pipeline.handle(request.path)
+
+    app.add_url_rule("/", "proxied_root", proxied, methods=PROXIED_METHODS)
+    app.add_url_rule("/<path:rest>", "proxied", proxied, methods=PROXIED_METHODS)
+
+    @app.errorhandler(405)
+    def method_not_allowed(_exc):
+        from flask import request
+        message = f"Method {request.method} is not allowed on {request.path}."
+        return (error_body(family_for_path(request.path), 405, message, "method_not_allowed"),
+                405, {"Content-Type": "application/json"})
+
+    return app
+
+
+def __getattr__(name: str):
+    # `app` is built on first access (by gunicorn in each worker), so importing this module in a
+    # test or a tool does not read the environment.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)
+
+

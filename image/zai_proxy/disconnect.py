@@ -1,0 +1,124 @@
+"""Notice clients that have gone, without a thread per request.
+
+One watcher thread per process polls the client sockets of in-flight requests. A socket that
+turns readable with EOF (or an error) means the client hung up: the request's `cancel` event is
+set and its upstream socket shut down, so a blocked upstream read returns at once and Z.AI stops
+generating tokens nobody will read. Without this, a gone client is only noticed at the next
+write, which for a silent upstream can be minutes later.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import threading
+
+log = logging.getLogger("zai_proxy.disconnect")
+
+
+class InFlight:
+    """What the watcher needs to stop one request: its cancel flag and its upstream socket."""
+
+    __slots__ = ("cancel", "upstream_sock", "_lock")
+
+    def __init__(self):
+        self.cancel = threading.Event()
+        self.upstream_sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def set_upstream_socket(self, sock) -> None:
+        with self._lock:
+            self.upstream_sock = sock
+            if self.cancel.is_set():
+                _shutdown(sock)
+
+    def abort(self) -> None:
+        with self._lock:
+            self.cancel.set()
+            if self.upstream_sock is not None:
+                _shutdown(self.upstream_sock)
+
+
+def _shutdown(sock) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+class DisconnectWatcher:
+    def __init__(self):
+        self._selector = selectors.DefaultSelector()
+        self._lock = threading.Lock()
+        self._pending: list[tuple[str, int, tuple | None]] = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._thread = threading.Thread(target=self._run, name="disconnect-watcher", daemon=True)
+        self._thread.start()
+
+    def watch(self, client_sock, inflight: InFlight) -> int:
+        """Start watching; returns the descriptor to pass to unwatch()."""
+        fd = client_sock.fileno()
+        self._queue("add", fd, (client_sock, inflight))
+        return fd
+
+    def unwatch(self, fd: int) -> None:
+        # By descriptor number: the socket may already be closed when this is applied.
+        self._queue("remove", fd, None)
+
+    def _queue(self, op, fd, data) -> None:
+        with self._lock:
+            self._pending.append((op, fd, data))
+        try:
+            os.write(self._wake_w, b"x")
+        except BlockingIOError:
+            pass  # a wake-up is already pending
+
+    def _apply_pending(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for op, fd, data in pending:
+            try:
+                if op == "add":
+                    self._selector.register(fd, selectors.EVENT_READ, data)
+                else:
+                    self._selector.unregister(fd)
+            except (KeyError, ValueError, OSError):
+                pass  # already gone or closed: nothing to watch
+
+    def _run(self) -> None:
+        while True:
+            try:
+                events = self._selector.select(timeout=5.0)
+            except OSError:
+                continue
+            for key, _ in events:
+                if key.data is None:
+                    try:
+                        while os.read(self._wake_r, 4096):
+                            pass
+                    except BlockingIOError:
+                        pass
+                    continue
+                self._check(key.fd, *key.data)
+            self._apply_pending()
+
+    def _check(self, fd, sock, inflight: InFlight) -> None:
+        try:
+            data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        try:
+            self._selector.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+        if data == b"":
+            inflight.abort()
+        # Data means the client sent more (a pipelined request): not a hang-up. We stop watching
+        # rather than spin on a readable socket.

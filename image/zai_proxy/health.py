@@ -1,0 +1,48 @@
+"""Service endpoints that never call the upstream: /health, /livez, /readyz."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, current_app, jsonify
+
+bp = Blueprint("health", __name__)
+
+
+def _state():
+    return current_app.extensions["zai_proxy"]
+
+
+@bp.get("/livez")
+def livez():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    state = _state()
+    if state.capacity.draining:
+        return jsonify(status="draining"), 503
+    if state.problems:
+        return jsonify(status="misconfigured", problems=state.problems), 503
+    return jsonify(status="ready")
+
+
+@bp.get("/health")
+def health():
+    """Always 200, like the original: the body says what state the proxy is in."""
+    state = _state()
+    config = state.config
+    status = "draining" if state.capacity.draining else ("degraded" if state.problems else "ok")
+    return jsonify(
+        status=status,
+        variant=config.variant,
+        pid=os.getpid(),
+        version=config.version,
+        in_flight=state.capacity.in_flight,
+        max_in_flight=state.capacity.limit,
+        token_counting=config.token_counting_enabled,
+        rate_limit=state.limiter.snapshot() if state.limiter else {"enabled": False},
+        quota=state.quota.snapshot() if state.quota else {"enabled": False},
+        problems=state.problems,
+    )

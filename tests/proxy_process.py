@@ -1,0 +1,126 @@
+"""Run the real proxy (`gunicorn -c gunicorn.conf.py app:app` inside image/) for a test.
+
+Every test talks to it over real HTTP on loopback, exactly as a client would; its stdout and
+stderr go to files so tests can assert on the log lines (and grep them for secrets).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+IMAGE = ROOT / "image"
+TEST_ZAI_KEY = "zai-test-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ProxyProcess:
+    def __init__(self, tmp_path: Path, upstream_url: str, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = tmp_path / f"proxy-{self.port}"
+        self.dir.mkdir(parents=True)
+        self.stdout_path = self.dir / "stdout.log"
+        self.stderr_path = self.dir / "stderr.log"
+        self.env = {
+            "PATH": os.environ["PATH"],
+            "PORT": str(self.port),
+            "ZAI_BASE_URL": upstream_url,
+            "ZAI_API_KEY": TEST_ZAI_KEY,
+            "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "metrics"),
+            "RATE_LIMIT_STATE_FILE": str(self.dir / "ceiling.json"),
+            "GRACEFUL_TIMEOUT": "30",
+            "RETRY_BACKOFF_BASE": "10ms",
+        }
+        if "TIKTOKEN_CACHE_DIR" in os.environ:
+            self.env["TIKTOKEN_CACHE_DIR"] = os.environ["TIKTOKEN_CACHE_DIR"]
+        self.env.update({k: str(v) for k, v in env.items()})
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 20.0) -> "ProxyProcess":
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+            cwd=IMAGE, env=self.env, stdout=open(self.stdout_path, "wb"),
+            stderr=open(self.stderr_path, "wb"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.stderr()}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"proxy did not become ready:\n{self.stderr()}")
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def log_lines(self) -> list[dict]:
+        import json
+        lines = []
+        for line in self.stdout().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pass
+        return lines
+
+    def request_logs(self) -> list[dict]:
+        return [line for line in self.log_lines() if line.get("msg") == "request"]
+
+    def metrics_text(self) -> str:
+        response = requests.get(self.url + "/metrics", timeout=5)
+        response.raise_for_status()
+        return response.text
+
+    def metrics(self) -> dict[tuple, float]:
+        """{(sample name, frozenset(labels.items())): value} from /metrics."""
+        samples = {}
+        for family in text_string_to_metric_families(self.metrics_text()):
+            for sample in family.samples:
+                samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return samples
+
+    def value(self, name: str, **labels) -> float:
+        """Sum of the samples of `name` whose labels include `labels` (0 when absent)."""
+        total = 0.0
+        for (sample_name, sample_labels), value in self.metrics().items():
+            if sample_name == name and set(labels.items()) <= sample_labels:
+                total += value
+        return total
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

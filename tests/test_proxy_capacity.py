@@ -1,0 +1,128 @@
+"""The MAX_WORKERS cap, client disconnects, long streams and graceful shutdown."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+
+import requests
+
+SLOW_STREAM = {"model": "glm-4.7", "stream": True, "messages": []}
+
+
+def _open_stream(proxy, scenario: str) -> requests.Response:
+    response = requests.post(proxy.url + "/v1/chat/completions", json=SLOW_STREAM, stream=True,
+                             headers={"X-Fake-Scenario": scenario}, timeout=30)
+    assert response.status_code == 200
+    next(response.iter_content(1))       # the stream has started: its slot is taken
+    return response
+
+
+def _wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_over_the_cap_is_503_at_once_while_metrics_and_probes_answer(start_proxy):
+    proxy = start_proxy(MAX_WORKERS="3", RATE_LIMIT_ENABLED="false")
+    streams = [_open_stream(proxy, "ok;chunks=40;interval_ms=100") for _ in range(3)]
+    try:
+        assert proxy.value("zai_proxy_concurrent_requests") == 3
+        assert proxy.value("zai_proxy_worker_utilization_ratio") == 1.0
+        assert proxy.value("zai_proxy_max_workers") == 3
+        for family_path, check in (("/v1/chat/completions", lambda b: b["error"]["code"]),
+                                   ("/v1/messages", lambda b: b["error"]["type"])):
+            started = time.monotonic()
+            response = requests.post(proxy.url + family_path,
+                                     json={"model": "glm-4.7", "max_tokens": 5, "messages": []})
+            assert time.monotonic() - started < 2.0      # refused at once, not queued
+            assert response.status_code == 503
+            assert response.headers["Retry-After"] == "1"
+            assert check(response.json()) in ("at_capacity", "overloaded_error")
+        for probe in ("/metrics", "/livez", "/readyz", "/health"):
+            assert requests.get(proxy.url + probe, timeout=2).status_code == 200
+    finally:
+        for stream in streams:
+            stream.close()
+    assert _wait_for(lambda: proxy.value("zai_proxy_concurrent_requests") == 0)
+    assert proxy.value("zai_proxy_requests_total", status_code="503") == 2
+
+
+def test_client_disconnect_frees_the_slot_and_closes_the_upstream(start_proxy, fake_zai):
+    proxy = start_proxy(MAX_WORKERS="2", RATE_LIMIT_ENABLED="false")
+    stream = _open_stream(proxy, "ok;chunks=200;interval_ms=100")
+    assert proxy.value("zai_proxy_concurrent_requests") == 1
+    stream.raw._fp.fp.raw._sock.shutdown(socket.SHUT_RDWR)   # the client hangs up
+    stream.close()
+    assert _wait_for(lambda: fake_zai.requests[0].disconnected, timeout=5)
+    assert _wait_for(lambda: proxy.value("zai_proxy_concurrent_requests") == 0)
+    assert proxy.value("zai_proxy_stream_disconnects_total") == 1
+    [line] = proxy.request_logs()
+    assert line["outcome"] == "client_gone"
+
+
+def test_disconnect_while_the_upstream_is_silent_is_noticed_promptly(start_proxy, fake_zai):
+    # The upstream sends two chunks then nothing: only the watcher can notice the hang-up,
+    # since there is no write to fail.
+    proxy = start_proxy(RATE_LIMIT_ENABLED="false")
+    stream = _open_stream(proxy, "stall;after=2")
+    stream.raw._fp.fp.raw._sock.shutdown(socket.SHUT_RDWR)
+    stream.close()
+    assert _wait_for(lambda: fake_zai.requests[0].disconnected, timeout=3)
+    assert _wait_for(lambda: proxy.value("zai_proxy_concurrent_requests") == 0, timeout=3)
+
+
+def test_disconnect_before_the_upstream_answers_cancels_the_upstream_call(start_proxy, fake_zai):
+    proxy = start_proxy(RATE_LIMIT_ENABLED="false")
+    sock = socket.create_connection(("127.0.0.1", proxy.port))
+    body = b'{"model":"glm-4.7","messages":[]}'
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Fake-Scenario: hang\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (len(body), body))
+    assert _wait_for(lambda: len(fake_zai.requests) == 1)
+    sock.close()
+    assert _wait_for(lambda: fake_zai.requests[0].disconnected, timeout=3)
+    assert _wait_for(lambda: proxy.value("zai_proxy_concurrent_requests") == 0, timeout=3)
+
+
+def test_a_stream_outlives_the_gunicorn_worker_timeout(start_proxy):
+    proxy = start_proxy(GUNICORN_CMD_ARGS="--timeout 2", RATE_LIMIT_ENABLED="false")
+    started = time.monotonic()
+    response = requests.post(proxy.url + "/v1/chat/completions", json=SLOW_STREAM,
+                             headers={"X-Fake-Scenario": "ok;chunks=12;interval_ms=500"})
+    assert time.monotonic() - started > 5.0
+    assert response.status_code == 200
+    assert response.content.count(b"data: ") == 13      # 12 chunks + [DONE]
+    assert b"[DONE]" in response.content
+
+
+def test_sigterm_drains_in_flight_streams(start_proxy):
+    proxy = start_proxy(RATE_LIMIT_ENABLED="false")
+    received = {}
+
+    def read_stream():
+        response = requests.post(proxy.url + "/v1/chat/completions", json=SLOW_STREAM,
+                                 headers={"X-Fake-Scenario": "ok;chunks=20;interval_ms=150"})
+        received["status"] = response.status_code
+        received["body"] = response.content
+
+    reader = threading.Thread(target=read_stream)
+    reader.start()
+    assert _wait_for(lambda: proxy.value("zai_proxy_concurrent_requests") == 1)
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert _wait_for(lambda: requests.get(proxy.url + "/readyz").status_code == 503, timeout=2)
+    refused = requests.post(proxy.url + "/v1/chat/completions",
+                            json={"model": "glm-4.7", "messages": []})
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "draining"
+    assert refused.headers["Retry-After"] == "1"
+    reader.join(20)
+    assert received["status"] == 200
+    assert received["body"].count(b"data: ") == 21        # every chunk and [DONE] arrived
+    assert proxy.proc.wait(20) == 0

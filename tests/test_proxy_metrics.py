@@ -1,0 +1,96 @@
+"""The metrics move as they should, with bounded labels, also with two worker processes."""
+
+from __future__ import annotations
+
+import uuid
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def test_request_families_count_each_request_with_bounded_labels(start_proxy):
+    proxy = start_proxy(DEPLOYMENT_VARIANT="Canary!", RATE_LIMIT_ENABLED="false")
+    for _ in range(3):
+        assert requests.post(proxy.url + "/v1/chat/completions", json=CHAT).status_code == 200
+    requests.post(proxy.url + "/v1/messages", data=b"{", headers={"Content-Type":
+                                                                   "application/json"})
+    for _ in range(5):
+        requests.get(proxy.url + f"/v1/{uuid.uuid4().hex}/{uuid.uuid4().hex}")
+    labels = dict(method="POST", path="/v1/chat/completions", status_code="200",
+                  variant="canary")
+    assert proxy.value("zai_proxy_requests_total", **labels) == 3
+    assert proxy.value("zai_proxy_request_duration_seconds_count", **labels) == 3
+    assert proxy.value("zai_proxy_response_size_bytes_count", **labels) == 3
+    assert proxy.value("zai_proxy_response_size_bytes_sum", **labels) > 100
+    assert proxy.value("zai_proxy_request_size_bytes_count", method="POST",
+                       path="/v1/chat/completions") == 3
+    assert proxy.value("zai_proxy_requests_total", path="/v1/messages", status_code="400") == 1
+    # Random paths all land on one series.
+    assert proxy.value("zai_proxy_requests_total", path="other", method="GET") == 5
+    paths = {dict(labels)["path"] for (name, labels) in proxy.metrics()
+             if name == "zai_proxy_requests_total"}
+    assert paths == {"/v1/chat/completions", "/v1/messages", "other"}
+
+
+def test_every_family_carries_the_variant_and_build_info(start_proxy):
+    proxy = start_proxy(DEPLOYMENT_VARIANT="canary", ZAI_PROXY_COMMIT="abc123",
+                        RATE_LIMIT_ENABLED="false")
+    requests.post(proxy.url + "/v1/chat/completions", json=CHAT)
+    text = proxy.metrics_text()
+    families = [f for f in text_string_to_metric_families(text)
+                if f.name.startswith("zai_proxy_")]
+    assert len(families) >= 10
+    for family in families:
+        for sample in family.samples:
+            assert sample.labels.get("variant") == "canary", sample
+    assert proxy.value("zai_proxy_build_info", commit="abc123", variant="canary") == 1
+    assert "exported_variant" not in text
+
+
+def test_metrics_path_is_exact_and_never_redirects(proxy):
+    response = requests.get(proxy.url + "/metrics", allow_redirects=False)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    assert requests.get(proxy.url + "/metrics/", allow_redirects=False).status_code != 301
+    assert requests.get(proxy.url + "//metrics", allow_redirects=False).status_code not in (
+        301, 302, 307, 308)
+
+
+def test_streams_record_time_to_first_byte_and_full_duration(proxy):
+    response = requests.post(proxy.url + "/v1/chat/completions",
+                             json={**CHAT, "stream": True},
+                             headers={"X-Fake-Scenario": "ok;chunks=5;interval_ms=200"})
+    assert response.status_code == 200
+    labels = dict(path="/v1/chat/completions")
+    assert proxy.value("zai_proxy_time_to_first_byte_seconds_count", **labels) == 1
+    ttfb = proxy.value("zai_proxy_time_to_first_byte_seconds_sum", **labels)
+    duration = proxy.value("zai_proxy_request_duration_seconds_sum", **labels)
+    assert ttfb < 0.5
+    assert duration > 0.8            # the whole stream, not just until the headers
+
+
+def test_upstream_statuses_are_counted_as_upstream_errors(proxy):
+    for _ in range(2):
+        requests.post(proxy.url + "/v1/chat/completions", json=CHAT,
+                      headers={"X-Fake-Scenario": "status;status=503"})
+    assert proxy.value("zai_proxy_upstream_errors_total", error_type="503") == 2
+    assert proxy.value("zai_proxy_requests_total", status_code="503") == 2
+
+
+def test_two_worker_processes_report_one_consistent_set(start_proxy):
+    proxy = start_proxy(WEB_CONCURRENCY="2", MAX_WORKERS="8", RATE_LIMIT_ENABLED="false")
+    pids = set()
+    for _ in range(40):
+        # A fresh connection each time so both workers get requests.
+        with requests.Session() as session:
+            assert session.post(proxy.url + "/v1/chat/completions", json=CHAT).status_code == 200
+            pids.add(session.get(proxy.url + "/health").json()["pid"])
+    assert len(pids) == 2
+    for _ in range(5):   # whichever worker answers the scrape, the totals are the pod's
+        assert proxy.value("zai_proxy_requests_total", path="/v1/chat/completions") == 40
+        assert proxy.value("zai_proxy_max_workers") == 8
+        assert proxy.value("zai_proxy_concurrent_requests") == 0
+        assert proxy.value("zai_proxy_build_info") == 1
+    assert "pid=" not in proxy.metrics_text()

@@ -1,0 +1,169 @@
+"""Both API families through the real proxy, with the official SDKs and raw HTTP.
+
+Bodies must arrive byte for byte as the upstream sent them; the upstream must see the proxy's key
+and identity, never the client's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import anthropic
+import openai
+import requests
+
+from tests.proxy_process import TEST_ZAI_KEY
+
+CLIENT_KEY = "client-key-should-never-go-upstream"
+
+
+def _openai(proxy, **kwargs):
+    return openai.OpenAI(base_url=proxy.url + "/v1", api_key=CLIENT_KEY, max_retries=0, **kwargs)
+
+
+def _anthropic(proxy):
+    return anthropic.Anthropic(base_url=proxy.url, api_key=CLIENT_KEY, max_retries=0)
+
+
+def test_openai_sdk_chat_goes_to_openai_surface_with_bearer_key(proxy, fake_zai):
+    reply = _openai(proxy).chat.completions.create(
+        model="glm-4.7", messages=[{"role": "user", "content": "hello"}])
+    assert reply.choices[0].message.content
+    [seen] = fake_zai.requests
+    assert seen.method == "POST"
+    assert seen.path == "/api/paas/v4/chat/completions"
+    assert seen.headers["Authorization"] == f"Bearer {TEST_ZAI_KEY}"
+    assert "x-api-key" not in seen.headers
+    assert seen.headers["User-Agent"].startswith("zai-proxy/")
+    assert not [h for h in seen.headers if h.lower().startswith("x-stainless")]
+    assert CLIENT_KEY not in repr(list(seen.headers.items()))
+    assert seen.headers["Accept-Encoding"] == "identity"
+
+
+def test_anthropic_sdk_messages_go_to_anthropic_surface_with_x_api_key(proxy, fake_zai):
+    reply = _anthropic(proxy).messages.create(
+        model="glm-4.7", max_tokens=64, messages=[{"role": "user", "content": "hello"}],
+        extra_headers={"anthropic-beta": "prompt-caching-2024-07-31"})
+    assert reply.content[0].text
+    [seen] = fake_zai.requests
+    assert seen.path == "/api/anthropic/v1/messages"
+    assert seen.headers["x-api-key"] == TEST_ZAI_KEY
+    assert "Authorization" not in seen.headers
+    assert seen.headers["anthropic-version"]            # API headers pass through
+    assert seen.headers["anthropic-beta"] == "prompt-caching-2024-07-31"
+    assert CLIENT_KEY not in repr(list(seen.headers.items()))
+
+
+def test_bodies_pass_through_byte_for_byte_both_ways(proxy, fake_zai):
+    body = b'{"model": "glm-4.7",  "messages": [{"role":"user","content":"caf\\u00e9 \xe2\x98\x95"}]}'
+    headers = {"Content-Type": "application/json"}
+    direct = requests.post(fake_zai.url + "/api/paas/v4/chat/completions", data=body,
+                           headers=headers)
+    fake_zai.clear()
+    proxied = requests.post(proxy.url + "/v1/chat/completions", data=body, headers=headers)
+    assert proxied.status_code == direct.status_code == 200
+    assert proxied.content == direct.content
+    assert fake_zai.requests[0].body == body            # the request body is not re-serialised
+
+
+def test_upstream_error_bodies_and_statuses_pass_through_unchanged(proxy, fake_zai):
+    body = json.dumps({"model": "glm-4.7", "messages": []}).encode()
+    scenario = {"X-Fake-Scenario": "error;status=400;code=1214;message=bad%20param"}
+    direct = requests.post(fake_zai.url + "/api/paas/v4/chat/completions", data=body,
+                           headers=scenario)
+    proxied = requests.post(proxy.url + "/v1/chat/completions", data=body,
+                            headers={**scenario, "Content-Type": "application/json"})
+    assert proxied.status_code == direct.status_code == 400
+    assert proxied.content == direct.content
+
+
+def test_routes_and_query_strings(proxy, fake_zai):
+    assert requests.get(proxy.url + "/v1/models?limit=5&after=x%20y").status_code == 200
+    assert requests.post(proxy.url + "/api/coding/paas/v4/chat/completions",
+                         json={"model": "glm-4.7", "messages": []}).status_code == 200
+    assert requests.post(proxy.url + "/api/anthropic/v1/messages?beta=true",
+                         json={"model": "glm-4.7", "max_tokens": 8,
+                               "messages": [{"role": "user", "content": "x"}]}).status_code == 200
+    assert requests.post(proxy.url + "/v1/messages/count_tokens",
+                         json={"model": "glm-4.7",
+                               "messages": [{"role": "user", "content": "x"}]}).status_code == 200
+    models, coding, anthropic_native, count = fake_zai.requests
+    assert (models.method, models.path, models.query) == ("GET", "/api/paas/v4/models",
+                                                          "limit=5&after=x%20y")
+    assert coding.path == "/api/coding/paas/v4/chat/completions"
+    assert coding.headers["Authorization"] == f"Bearer {TEST_ZAI_KEY}"
+    assert (anthropic_native.path, anthropic_native.query) == ("/api/anthropic/v1/messages",
+                                                               "beta=true")
+    assert anthropic_native.headers["x-api-key"] == TEST_ZAI_KEY
+    assert count.path == "/api/anthropic/v1/messages/count_tokens"
+    assert count.headers["x-api-key"] == TEST_ZAI_KEY
+
+
+def test_coding_plan_path_is_configurable(start_proxy, fake_zai):
+    proxy = start_proxy(ZAI_OPENAI_PATH="/api/coding/paas/v4", RATE_LIMIT_ENABLED="false")
+    _openai(proxy).chat.completions.create(model="glm-4.7",
+                                           messages=[{"role": "user", "content": "x"}])
+    assert fake_zai.requests[0].path == "/api/coding/paas/v4/chat/completions"
+
+
+def test_openai_stream_arrives_incrementally_and_intact(proxy, fake_zai):
+    scenario = "ok;chunks=6;interval_ms=300"
+    direct = requests.post(fake_zai.url + "/api/paas/v4/chat/completions",
+                           json={"model": "glm-4.7", "stream": True, "messages": []},
+                           headers={"X-Fake-Scenario": scenario}).content
+    started = time.monotonic()
+    arrivals, received = [], b""
+    with requests.post(proxy.url + "/v1/chat/completions", stream=True,
+                       json={"model": "glm-4.7", "stream": True, "messages": []},
+                       headers={"X-Fake-Scenario": scenario}) as response:
+        assert response.status_code == 200
+        assert response.headers["X-Accel-Buffering"] == "no"
+        assert response.headers["Cache-Control"] == "no-cache"
+        assert "Content-Length" not in response.headers
+        for chunk in response.raw.stream(65536, decode_content=False):
+            arrivals.append(time.monotonic() - started)
+            received += chunk
+    assert received == direct
+    # The first event reached the client while the upstream was still generating: 5 more
+    # chunks at 300 ms each were still to come.
+    assert arrivals[0] < arrivals[-1] - 1.0
+    assert len(arrivals) >= 4
+
+
+def test_anthropic_stream_through_sdk(proxy):
+    client = _anthropic(proxy)
+    with client.messages.stream(model="glm-4.7", max_tokens=64,
+                                messages=[{"role": "user", "content": "hi"}],
+                                extra_headers={"X-Fake-Scenario": "ok;chunks=4"}) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text
+    assert final.usage.output_tokens > 0
+
+
+def test_openai_stream_through_sdk(proxy):
+    chunks = list(_openai(proxy).chat.completions.create(
+        model="glm-4.7", stream=True, messages=[{"role": "user", "content": "hi"}],
+        extra_headers={"X-Fake-Scenario": "ok;chunks=5"}))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and len(chunks) >= 5
+
+
+def test_hop_by_hop_headers_are_stripped_and_request_id_echoed(proxy, fake_zai):
+    response = requests.post(proxy.url + "/v1/chat/completions",
+                             json={"model": "glm-4.7", "messages": []},
+                             headers={"Connection": "keep-alive, X-Secret-Hop",
+                                      "X-Secret-Hop": "1", "Keep-Alive": "timeout=5",
+                                      "X-Request-Id": "req-abc-123",
+                                      "X-Forwarded-For": "10.1.2.3"})
+    assert response.status_code == 200
+    assert response.headers["X-Request-Id"] == "req-abc-123"
+    seen = fake_zai.requests[0].headers
+    for name in ("X-Secret-Hop", "Keep-Alive", "X-Forwarded-For"):
+        assert name not in seen
+    assert seen["X-Request-Id"] == "req-abc-123"
+    generated = requests.get(proxy.url + "/v1/models").headers["X-Request-Id"]
+    assert len(generated) == 32
+    logged = {line["request_id"] for line in proxy.request_logs()}
+    assert {"req-abc-123", generated} <= logged
