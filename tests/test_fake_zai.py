@@ -330,9 +330,22 @@ def test_scenario_precedence_header_model_default(fake):
     assert call(fake, "POST", CHAT, body, scenario("ok"))[0] == 200
     call(fake, "POST", "/_fake/scenario", b"status;code=500")
     assert call(fake, "POST", CHAT, BODY)[0] == 500
-    assert json.loads(call(fake, "GET", "/_fake/scenario")[2]) == {"scenario": "status;code=500"}
+    assert json.loads(call(fake, "GET", "/_fake/scenario")[2])["scenario"] == "status;code=500"
     assert [r.scenario for r in fake.requests] == [
         "error;code=1303", "status;code=502", "ok", "status;code=500"]
+
+
+def test_path_scoped_default_scenario(fake):
+    fake.set_scenario("truncated_json", path_suffix="/quota/limit")
+    status, _, payload = call(fake, "GET", "/api/monitor/usage/quota/limit")
+    assert status == 200 and payload == fake.state.quota_body[:len(fake.state.quota_body) // 2]
+    assert call(fake, "POST", CHAT, BODY)[0] == 200
+    call(fake, "POST", "/_fake/scenario?path=/chat/completions", b"status;code=500")
+    assert call(fake, "POST", CHAT, BODY)[0] == 500
+    assert json.loads(call(fake, "GET", "/_fake/scenario")[2])["paths"] == {
+        "/quota/limit": "truncated_json", "/chat/completions": "status;code=500"}
+    fake.set_scenario(None, path_suffix="/quota/limit")
+    assert json.loads(call(fake, "GET", "/api/monitor/usage/quota/limit")[2])["code"] == 200
 
 
 def test_bad_specs_are_refused_loudly(fake):
@@ -475,6 +488,24 @@ def test_incremental_stream_is_not_finished_when_first_event_arrives(fake):
         first += sock.recv(65536)
     assert fake.requests[-1].finished is None  # more events are still to come
     sock.close()
+
+
+def test_first_delay_holds_the_answer_back(fake):
+    started = time.monotonic()
+    assert call(fake, "POST", CHAT, BODY, scenario("first_delay_ms=150"))[0] == 200
+    assert time.monotonic() - started >= 0.15  # a lower bound, not a benchmark
+
+
+def test_stall_after_zero_sends_headers_only(fake):
+    head, body, ending = raw(fake, CHAT, BODY, scenario("stall;after=0"), timeout=0.3)
+    assert head.startswith(b"HTTP/1.1 200") and body == b"" and ending == "timeout"
+
+
+def test_reset_mid_anthropic_stream(fake):
+    _, wire, ending = raw(fake, MESSAGES, dict(BODY, stream=True), scenario("reset_mid"))
+    assert ending == "reset"
+    assert [e.split(b"\n")[0] for e in events(dechunk(wire))] == [
+        b"event: message_start", b"event: content_block_start"]
 
 
 def test_drip_delivers_the_same_bytes_slowly(fake):

@@ -5,8 +5,8 @@ Use it in-process (`FakeZai`, a server in a background thread) or standalone
 
 Surfaces (matched by path suffix, so `/api/paas/v4`, `/api/coding/paas/v4`, `/api/anthropic/v1`
 or no prefix at all work alike)
-  POST …/chat/completions          OpenAI chat: `chat.completion` JSON, or SSE `chat.completion.chunk`
-                                   events ending `data: [DONE]`; the usage-only chunk (empty
+  POST …/chat/completions          OpenAI chat: `chat.completion` JSON, or SSE
+                                   `chat.completion.chunk` events ending `data: [DONE]`; the usage-only chunk (empty
                                    `choices`) only when `stream_options.include_usage` is true.
   GET  …/models                    model list (Anthropic shape when the path contains /anthropic)
   POST …/embeddings                one vector per input (base64 when `encoding_format=base64`)
@@ -23,7 +23,9 @@ or no prefix at all work alike)
 Choosing a scenario, first match wins
   1. header `X-Fake-Scenario: name;key=value;...`
   2. a suffix on the model: `"model": "glm-4.7@name;key=value"` (stripped before it is echoed)
-  3. the process default: `--scenario`, `FakeZai.set_scenario()`, `POST /_fake/scenario`
+  3. a default for paths ending in a suffix: `FakeZai.set_scenario(spec, path_suffix=...)`,
+     `POST /_fake/scenario?path=SUFFIX` (for requests the proxy makes itself, e.g. quota polls)
+  4. the process default: `--scenario`, `FakeZai.set_scenario()`, `POST /_fake/scenario`
 A spec may start with a key (`finish_reason=length` means `ok;finish_reason=length`); values may
 be percent-encoded. An unknown scenario or key, or a bad number, gets 400 with `X-Fake-Error: 1`.
 
@@ -56,8 +58,9 @@ Scenarios
                      1210–1215/1261/1301 → 400, else 429), code=1302, message (default: Z.AI's
                      text for the code), envelope=zai|flat|anthropic (zai:
                      {"error":{"code":"1302","message":…}}; flat: {"code":1302,"msg":…,
-                     "success":false}; anthropic: {"type":"error","error":{"type":…,"message":…}}
-                     with error_type= to override the type), retry_after=S (Retry-After
+                     "success":false}; anthropic:
+                     {"type":"error","error":{"type":…,"message":…}} with error_type= to
+                     override the type), retry_after=S (Retry-After
                      header), retry_after_date=1 (send it as an HTTP-date S seconds ahead),
                      body_retry_after=S (a `retry_after` field beside the code),
                      reset_time=T (a `reset_time` field, and for 1308/1310 "Your limit will

@@ -3,8 +3,9 @@
 GET    /_fake/requests[?limit=N]  recorded requests, oldest first (body as text and base64)
 DELETE /_fake/requests            forget recorded requests and stats
 GET    /_fake/stats               counts by path, by status and by path+status
-GET    /_fake/scenario            the process default scenario
-POST   /_fake/scenario            set it: body `name;key=value` (text) or {"scenario": "..."}
+GET    /_fake/scenario            the process default scenario (and per-path ones)
+POST   /_fake/scenario[?path=SUF] set it: body `name;key=value` (text) or {"scenario": "..."};
+                                  with ?path, only for paths ending in SUF (empty body: unset)
 GET    /_fake/quota               the quota endpoint's payload
 POST   /_fake/quota               replace it (JSON body)
 DELETE /_fake/counters            reset fail_first counters (?key=K for one key)
@@ -43,9 +44,11 @@ async def handle(request: web.BaseRequest, state) -> web.Response:
             return _json(state.recorder.stats())
         elif what == "scenario":
             if method == "POST":
-                state.set_default(_scenario_text(await request.read()))
+                state.set_default(_scenario_text(await request.read()),
+                                  request.query.get("path"))
             if method in ("GET", "POST"):
-                return _json({"scenario": state.default.spec})
+                return _json({"scenario": state.default.spec,
+                              "paths": {k: v.spec for k, v in state.path_defaults.items()}})
         elif what == "quota":
             if method == "POST":
                 state.set_quota(json.loads(await request.read()))

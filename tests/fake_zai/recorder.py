@@ -87,9 +87,9 @@ class Recorder:
     def finish(self, record: RecordedRequest, status: int, when: float) -> None:
         record.status = status
         record.finished = when
-        path = record.path if (record.path in self._by_path
-                               or len(self._by_path) < _MAX_PATHS) else "other"
         with self._lock:
+            path = record.path if (record.path in self._by_path
+                                   or len(self._by_path) < _MAX_PATHS) else "other"
             self._by_path[path] += 1
             self._by_status[status] += 1
             self._by_path_status[(path, status)] += 1

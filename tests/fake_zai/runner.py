@@ -90,9 +90,10 @@ class FakeZai:
         return self.url + "/api/anthropic"
 
     # -- behaviour and inspection --------------------------------------------------------------
-    def set_scenario(self, spec: str | None) -> None:
-        """Process default for requests that name none (`None` or "" means `ok`)."""
-        self.state.set_default(spec)
+    def set_scenario(self, spec: str | None, path_suffix: str | None = None) -> None:
+        """Default for requests that name none (`None` or "" means `ok`); with `path_suffix`,
+        only for paths ending in it (`None`/"" then removes that override)."""
+        self.state.set_default(spec, path_suffix)
 
     def set_quota(self, payload: dict) -> None:
         """Replace the quota endpoint's payload (see `tests.fake_zai.quota` for builders)."""

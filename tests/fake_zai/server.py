@@ -56,12 +56,28 @@ class State:
         self.counters = FailCounters()
         self.initial_scenario = scenario
         self.default: Scenario = parse(scenario)
+        # Defaults for one endpoint only (path suffix -> scenario), e.g. to fail the quota
+        # endpoint, which the proxy calls itself, while chat requests keep working.
+        self.path_defaults: dict[str, Scenario] = {}
         self.quota = quota.default_payload()
         self.quota_body = openai_payloads.dumps(self.quota)
         self.cache: dict[tuple, Plan] = {}
 
-    def set_default(self, spec: str | None) -> None:
-        self.default = parse(spec)  # raises ScenarioError before anything changes
+    def set_default(self, spec: str | None, path_suffix: str | None = None) -> None:
+        chosen = parse(spec)  # raises ScenarioError before anything changes
+        if path_suffix is None:
+            self.default = chosen
+        elif spec:
+            self.path_defaults[path_suffix] = chosen
+        else:
+            self.path_defaults.pop(path_suffix, None)
+
+    def default_for(self, path: str) -> Scenario:
+        if self.path_defaults:
+            for suffix, chosen in self.path_defaults.items():
+                if path.endswith(suffix):
+                    return chosen
+        return self.default
 
     def set_quota(self, payload: dict) -> None:
         if not isinstance(payload, dict):
@@ -73,6 +89,7 @@ class State:
         self.recorder.clear()
         self.counters.reset()
         self.default = parse(self.initial_scenario)
+        self.path_defaults = {}
         self.set_quota(quota.default_payload())
 
 
@@ -184,7 +201,7 @@ class FakeServer:
                 if spec is None:
                     spec = suffix
         try:
-            chosen = parse(spec) if spec else self.state.default
+            chosen = parse(spec) if spec else self.state.default_for(request.path)
             record.scenario = chosen.spec
             scenario = resolve(chosen, self.state.counters)
             plan = self._plan(kind, request, data, model, scenario, body, anthropic)
@@ -236,7 +253,7 @@ def make_server(state: State) -> web.Server:
 async def start(state: State, host: str = "127.0.0.1", port: int = 0,
                 reuse_port: bool = False) -> tuple[web.BaseRunner, int]:
     """Start serving; returns the runner (for `cleanup()`) and the bound port."""
-    runner = web.ServerRunner(make_server(state), handle_signals=False, shutdown_timeout=0.5)
+    runner = web.ServerRunner(make_server(state), handle_signals=False, shutdown_timeout=0.05)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_port=reuse_port or None, backlog=1024)
     await site.start()

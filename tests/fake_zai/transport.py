@@ -95,9 +95,10 @@ async def _send_stream(request, plan: Plan, scenario: Scenario) -> web.StreamRes
 
 
 def _default_after(plan: Plan, scenario: Scenario) -> int:
-    """`after`: events for a stream, bytes for a body; by default half-way (at least 1)."""
-    size = len(plan.events) if plan.streamed else len(plan.body)
-    return scenario.get_int("after", max(size // 2, 1) if not plan.streamed else 2)
+    """`after`: events for a stream (default 2), bytes for a body (default half)."""
+    if plan.streamed:
+        return scenario.get_int("after", 2)
+    return scenario.get_int("after", max(len(plan.body) // 2, 1))
 
 
 async def _send_prefix(request, plan: Plan, scenario: Scenario, after: int):
