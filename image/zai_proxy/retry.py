@@ -1,0 +1,126 @@
+"""Per-class retry policy and wait computation for upstream attempts.
+
+The policy only decides; the pipeline sleeps (cancellably), re-acquires admission and counts
+`zai_proxy_retry_attempts_total{reason}` once per retry it actually makes, so nothing is counted
+twice. `attempt` is always the 0-based index of the attempt that just failed.
+
+| class                      | retried? | wait before the next attempt                      |
+|----------------------------|----------|---------------------------------------------------|
+| network error              | yes      | base·2^attempt (1 s, 2 s, 4 s …)                  |
+| concurrency (1302)         | yes      | max(base·2^attempt, advertised)                   |
+| frequency (1303/1305/1313) | yes      | max(jittered base·2^attempt, advertised); slow down |
+| congestion (1312)          | yes      | max(jittered base·2^attempt, advertised)          |
+| overloaded (503/529)       | yes      | max(jittered base·2^attempt, advertised)          |
+| unknown 429                | yes      | advertised + base·2^attempt (conservative); slow down |
+| empty / truncated 200      | yes      | base·2^attempt                                    |
+| quota, daily limit, auth, account, bad request, content, server | never |           |
+
+"advertised" is the larger of the Retry-After header (seconds or HTTP-date) and the body's
+`retry_after`. Jitter draws from [b/2, b) so callers that failed together spread out without any
+of them waiting longer than the plain curve. A wait longer than `max_wait` is not worth holding
+the client for: the answer goes back at once with Retry-After instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from datetime import datetime, timezone
+from typing import Callable, Mapping
+
+from .zai_errors import ZaiError
+
+JITTERED = frozenset({"frequency", "congestion", "overloaded"})
+PLAIN = frozenset({"concurrency"})
+SLOW_DOWN = frozenset({"frequency", "unknown"})
+NEVER_RETRIED = frozenset({"quota", "daily_limit", "auth", "account", "bad_request", "content",
+                           "server"})
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    retry: bool
+    wait: float        # seconds to sleep before the next attempt
+    reason: str        # bounded label for zai_proxy_retry_attempts_total (counted only on retry)
+    slow_down: bool    # the controller should treat this answer as a frequency 429
+
+
+class RetryPolicy:
+    def __init__(self, max_retries: int, backoff_base: float,
+                 rng: Callable[[], float] = random.random, max_wait: float = 30.0):
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.max_wait = max_wait
+        self._rng = rng
+
+    def backoff(self, attempt: int) -> float:
+        return self.backoff_base * (2 ** min(attempt, 30))
+
+    def jittered(self, attempt: int) -> float:
+        base = self.backoff(attempt)
+        u = self._rng()
+        if not 0.0 <= u < 1.0:   # a broken source (or NaN) falls back to no jitter
+            u = 0.0
+        return base / 2 + base / 2 * u
+
+    def on_network_error(self, attempt: int) -> Decision:
+        return self._decide(attempt, self.backoff(attempt), "network_error", False)
+
+    def on_bad_success(self, attempt: int, kind: str) -> Decision:
+        return self._decide(attempt, self.backoff(attempt), kind, False)
+
+    def on_zai_error(self, attempt: int, error: ZaiError) -> Decision:
+        cls = error.error_class
+        slow_down = cls in SLOW_DOWN
+        if cls in NEVER_RETRIED:
+            return Decision(False, 0.0, cls, slow_down)
+        advertised = error.retry_after or 0.0
+        if cls in PLAIN:
+            wait = max(self.backoff(attempt), advertised)
+        elif cls in JITTERED:
+            wait = max(self.jittered(attempt), advertised)
+        else:
+            # Unknown: nothing says what ran out, so honour the hint and then back off too.
+            cls = "unknown"
+            wait = advertised + self.backoff(attempt)
+        return self._decide(attempt, wait, cls, slow_down)
+
+    def _decide(self, attempt: int, wait: float, reason: str, slow_down: bool) -> Decision:
+        if attempt >= self.max_retries or wait > self.max_wait:
+            return Decision(False, 0.0, reason, slow_down)
+        return Decision(True, wait, reason, slow_down)
+
+
+def final_429_headers(error: ZaiError, upstream_headers: Mapping[str, str] | None,
+                      now: float | None = None, fallback: float = 1.0) -> dict:
+    """Headers added to the upstream error that goes back to the client (body kept verbatim).
+
+    Retry-After is added only when the upstream sent none: the body's retry_after, else the time
+    until the advertised reset, else `fallback` seconds, so every 429 we send carries one.
+    """
+    now = time.time() if now is None else now
+    headers = {"X-Zai-Error-Class": error.error_class}
+    if error.code:
+        headers["X-Zai-Error-Code"] = error.code
+    if error.reset_at is not None:
+        headers["X-Zai-Rate-Limit-Reset"] = datetime.fromtimestamp(
+            error.reset_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if not _has_header(upstream_headers, "Retry-After"):
+        if error.retry_after:
+            derived = error.retry_after
+        elif error.reset_at is not None and error.reset_at > now:
+            derived = error.reset_at - now
+        else:
+            derived = fallback
+        headers["Retry-After"] = str(max(1, math.ceil(derived)))
+    return headers
+
+
+def _has_header(headers: Mapping[str, str] | None, name: str) -> bool:
+    if not headers:
+        return False
+    lower = name.lower()
+    return any(isinstance(key, str) and key.lower() == lower and str(value).strip()
+               for key, value in headers.items())
