@@ -110,15 +110,17 @@ for cmd in "${!want[@]}"; do
 done
 if ((${#missing[@]})); then
     mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    # Root here and in this project's CI; a GitHub runner has passwordless sudo instead.
+    sudo=()
     if [[ $(id -u) -ne 0 ]]; then
-        log "missing Debian packages (run as root): ${missing[*]}"
-        exit 1
+        command -v sudo >/dev/null 2>&1 || { log "missing Debian packages (run as root): ${missing[*]}"; exit 1; }
+        sudo=(sudo -n)
     fi
     log "apt-get install ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    # No services are started by the install: tests start their own on loopback.
-    RUNLEVEL=1 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    # No services are started by the install (RUNLEVEL=1): tests start their own on loopback.
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 log "ok: $(ls "$BIN" | tr '\n' ' ')"
