@@ -16,7 +16,7 @@ export HELM_CACHE_HOME  := $(CURDIR)/.tools/helm/cache
 export HELM_DATA_HOME   := $(CURDIR)/.tools/helm/data
 export HELM_PLUGINS     := $(CURDIR)/.tools/helm/plugins
 
-.PHONY: help venv tools tiktoken-cache test test-python test-chart run demo bench reliability image clean
+.PHONY: help venv tools tiktoken-cache test test-python test-chart chart-docs run demo bench reliability image clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,8 +35,14 @@ tiktoken-cache: $(VENV)/.installed ## extract tiktoken's BPE files from the lite
 tools: ## build helm, helm-unittest, kubeconform, actionlint... into .tools/bin; apt for promtool/redis
 	bash scripts/install-tools.sh
 
-test: venv tiktoken-cache tools ## every check (what CI runs)
+test: venv tiktoken-cache tools test-chart ## every check (what CI runs)
 	$(PY) -m pytest -q tests
+
+test-chart: venv tools ## chart checks: helm lint, helm-unittest, kubeconform, kube-score, actionlint, README freshness
+	bash scripts/check-chart.sh
+
+chart-docs: tools ## regenerate chart/zai-proxy/README.md from values.yaml and README.md.gotmpl
+	cd chart && helm-docs --chart-search-root . --template-files README.md.gotmpl --sort-values-order file
 
 run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY)
 	@test -n "$$ZAI_API_KEY$$ZAI_API_KEY_FILE" || { echo "set ZAI_API_KEY (or ZAI_API_KEY_FILE) first" >&2; exit 2; }

@@ -60,6 +60,14 @@ done
 
 # --- helm-unittest -----------------------------------------------------------------------------
 check "helm unittest --strict (all suites)" helm unittest --strict --color=false "$CHART"
+# helm-unittest writes a missing snapshot and passes; a snapshot only guards once it is committed.
+snapshots_committed() {
+    git rev-parse --is-inside-work-tree >/dev/null 2>&1 || return 0
+    local new
+    new="$(git ls-files --others --exclude-standard -- "$CHART/tests/__snapshot__")"
+    [[ -z "$new" ]] || { echo "uncommitted snapshots (review and commit them):"; echo "$new"; return 1; }
+}
+check "helm-unittest snapshots are committed" snapshots_committed
 
 # --- renders -----------------------------------------------------------------------------------
 mkdir -p "$OUT/renders"
