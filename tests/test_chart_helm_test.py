@@ -10,16 +10,31 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.chart.render import CANARY, PRODUCTION, render
-
+ROOT = Path(__file__).resolve().parent.parent
+HELM = ROOT / ".tools" / "bin" / "helm"
 TEST_POD = "templates/tests/test-readyz.yaml"
+# The seed's two installs: release name, namespace, values file.
+PRODUCTION = ("zai-proxy", "mcp", "values/values-production.yaml")
+CANARY = ("zai-proxy-canary", "devpod", "values/values-canary.yaml")
 
 
 def helm_test_pod(release):
-    pods = [doc for doc in render(release, show_only=(TEST_POD,)) if doc]
+    """The test Pod as `helm template` renders it for one of the two releases."""
+    name, namespace, values = release
+    env = dict(os.environ)
+    for var, sub in (("HELM_CONFIG_HOME", "config"), ("HELM_CACHE_HOME", "cache"),
+                     ("HELM_DATA_HOME", "data"), ("HELM_PLUGINS", "plugins")):
+        env.setdefault(var, str(ROOT / ".tools" / "helm" / sub))
+    rendered = subprocess.run(
+        [str(HELM), "template", name, str(ROOT / "chart" / "zai-proxy"), "--namespace", namespace,
+         "-f", str(ROOT / values), "--show-only", TEST_POD],
+        env=env, capture_output=True, text=True, check=True).stdout
+    pods = [doc for doc in yaml.safe_load_all(rendered) if doc]
     assert len(pods) == 1 and pods[0]["kind"] == "Pod"
     return pods[0]
 
