@@ -254,6 +254,26 @@ def test_anthropic_stream_event_order_and_final_usage(fake, claude):
     assert sse_json(payload)[-2]["usage"]["input_tokens"] == 70
 
 
+def test_reasoning_chunks_on_both_surfaces(fake, oai, claude):
+    completion = oai.chat.completions.create(model="glm-4.7@reasoning_chunks=2;chunks=1",
+                                             messages=[])
+    assert len(completion.choices[0].message.reasoning_content.split()) == 2
+    assert completion.usage.completion_tokens == 3
+    _, _, stream = call(fake, "POST", CHAT, dict(BODY, stream=True),
+                        scenario("reasoning_chunks=2;chunks=1"))
+    deltas = [p["choices"][0]["delta"] for p in sse_json(stream)]
+    assert [sorted(d) for d in deltas[:3]] == [["reasoning_content", "role"]] * 2 + [
+        ["content", "role"]]
+    with claude.messages.stream(model="glm-4.7@reasoning_chunks=2;chunks=1", max_tokens=9,
+                                messages=[{"role": "user", "content": "hi"}]) as events_:
+        final = events_.get_final_message()
+    assert [b.type for b in final.content] == ["thinking", "text"]
+    assert len(final.content[0].thinking.split()) == 2 and final.usage.output_tokens == 3
+    message = claude.messages.create(model="glm-4.7@reasoning_chunks=1", max_tokens=9,
+                                     messages=[{"role": "user", "content": "hi"}])
+    assert [b.type for b in message.content] == ["thinking", "text"]
+
+
 def test_anthropic_stop_reason_mapping(claude):
     message = claude.messages.create(model="glm-4.7@finish_reason=length", max_tokens=5,
                                      messages=[{"role": "user", "content": "hi"}])

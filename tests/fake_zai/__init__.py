@@ -48,6 +48,9 @@ Keys every scenario takes (they shape the normal answer that a fault is applied 
                            length→max_tokens, tool_calls→tool_use, others verbatim), e.g.
                            `network_error` or `sensitive` for a stream that ends badly
   dims=8                   embedding size
+  reasoning_chunks=0       thinking deltas before the answer: OpenAI `reasoning_content`,
+                           Anthropic a `thinking` block (index 0, signature_delta) before the
+                           text block; counted in completion_tokens by default
   h.<Header>=value         extra response header
 Usage is the same on every surface and in every form (whole, streamed), so a test can assert
 exact counts; `total_tokens` = prompt + completion.
@@ -89,6 +92,8 @@ Scenarios
                      Anthropic `event: error`), then the end. Whole answers are normal.
 A record's `status` is 0 when the fake broke the connection on purpose and 499 when the client
 left first.
+
+Request bodies are recorded as received (no decompression); answers are never compressed.
 
 Inspection: `FakeZai.requests` (`RecordedRequest`: method, path, query, headers, body, json(),
 time, finished, scenario, status), `FakeZai.stats`, `.clear()`; over HTTP `GET/DELETE

@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import queue
 import signal
 import sys
+import time
 
 from . import server
 from .scenarios import ScenarioError, parse
@@ -64,6 +66,20 @@ def _child(args: argparse.Namespace, ready_queue) -> None:
     asyncio.run(_serve(args, True, ready_queue.put))
 
 
+def _wait_ready(children, ready_queue, timeout: float = 30.0) -> int | None:
+    started, port = 0, None
+    deadline = time.monotonic() + timeout
+    while started < len(children) and time.monotonic() < deadline:
+        if any(child.exitcode is not None for child in children):
+            return None
+        try:
+            port = ready_queue.get(timeout=0.1)
+            started += 1
+        except queue.Empty:
+            pass
+    return port if started == len(children) else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     if args.processes == 1:
@@ -75,8 +91,13 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(args.processes)]
     for child in children:
         child.start()
-    for _ in children:
-        port = ready_queue.get(timeout=30)
+    port = _wait_ready(children, ready_queue)
+    if port is None:
+        # A child failed to bind or crashed (its traceback is on stderr): fail as a whole.
+        for child in children:
+            child.terminate()
+        print("fake-zai: not every process started", file=sys.stderr)
+        return 1
     _announce(args, port)
 
     def forward(signum, _frame):

@@ -43,6 +43,13 @@ def pieces(scenario: Scenario, model: str) -> list[str]:
     return [_WORDS[(start + 7 * i) % len(_WORDS)] + " " for i in range(count)]
 
 
+def reasoning(scenario: Scenario, model: str) -> list[str]:
+    """`reasoning_chunks` deltas of thinking text (GLM's `reasoning_content`), default none."""
+    count = max(scenario.get_int("reasoning_chunks", 0), 0)
+    start = zlib.crc32(f"thinking:{scenario.get_str('seed', '0')}:{model}".encode())
+    return [_WORDS[(start + 5 * i) % len(_WORDS)] + " " for i in range(count)]
+
+
 def texts(scenario: Scenario, model: str) -> list[str]:
     """`pieces`, or for the `large` scenario `bytes` of filler cut into `chunk_bytes` deltas."""
     if scenario.name == "large":
@@ -54,8 +61,10 @@ def texts(scenario: Scenario, model: str) -> list[str]:
 
 
 def usage(scenario: Scenario) -> Usage:
-    """Usage numbers: settable keys, else fixed defaults (completion = one token per chunk)."""
+    """Usage numbers: settable keys, else fixed defaults (completion = one token per chunk,
+    reasoning chunks included, as Z.AI counts reasoning as completion tokens)."""
     chunks = max(scenario.get_int("chunks", DEFAULT_CHUNKS), 0)
+    chunks += max(scenario.get_int("reasoning_chunks", 0), 0)
     return Usage(
         prompt_tokens=scenario.get_int("prompt_tokens", DEFAULT_PROMPT_TOKENS),
         completion_tokens=scenario.get_int("completion_tokens", chunks),

@@ -29,6 +29,14 @@ def _usage(scenario: Scenario) -> dict:
     }
 
 
+def _message(scenario: Scenario, model: str) -> dict:
+    message = {"role": "assistant", "content": "".join(content.texts(scenario, model))}
+    thinking = content.reasoning(scenario, model)
+    if thinking:
+        message["reasoning_content"] = "".join(thinking)
+    return message
+
+
 def chat_completion(model: str, scenario: Scenario) -> bytes:
     cid = content.message_id("chatcmpl-", scenario, model)
     body = {
@@ -39,7 +47,7 @@ def chat_completion(model: str, scenario: Scenario) -> bytes:
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": "".join(content.texts(scenario, model))},
+            "message": _message(scenario, model),
             "finish_reason": scenario.get_str("finish_reason", "stop"),
         }],
     }
@@ -59,6 +67,11 @@ def chat_stream(model: str, scenario: Scenario, include_usage: bool) -> list[byt
     head = {"id": cid, "object": "chat.completion.chunk", "created": content.CREATED,
             "model": model}
     events = []
+    for text in content.reasoning(scenario, model):
+        chunk = dict(head, choices=[{"index": 0, "delta": {"role": "assistant",
+                                                           "reasoning_content": text},
+                                     "finish_reason": None}])
+        events.append(b"data: " + dumps(chunk) + b"\n\n")
     for text in content.texts(scenario, model):
         chunk = dict(head, choices=[{"index": 0, "delta": {"role": "assistant", "content": text},
                                      "finish_reason": None}])

@@ -16,6 +16,7 @@ OK_KEYS = frozenset({
     "chunks", "interval_ms", "first_delay_ms", "chunk_text", "seed",
     "prompt_tokens", "completion_tokens", "cached_tokens", "cache_creation_tokens",
     "start_input_tokens", "no_usage", "usage_in_last", "finish_reason", "dims",
+    "reasoning_chunks",
 })
 ERROR_KEYS = frozenset({
     "status", "code", "message", "envelope", "error_type", "retry_after", "retry_after_date",
@@ -40,8 +41,8 @@ SCENARIO_KEYS = {
 # the answer is sent rather than an exception half-way through a stream.
 INT_KEYS = frozenset({
     "chunks", "prompt_tokens", "completion_tokens", "cached_tokens", "cache_creation_tokens",
-    "start_input_tokens", "dims", "status", "n", "after", "bytes_per_write", "bytes",
-    "chunk_bytes",
+    "start_input_tokens", "dims", "status", "reasoning_chunks", "n", "after", "bytes_per_write",
+    "bytes", "chunk_bytes",
 })
 FLOAT_KEYS = frozenset({
     "interval_ms", "first_delay_ms", "byte_interval_ms", "retry_after", "body_retry_after",

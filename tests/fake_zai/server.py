@@ -247,7 +247,7 @@ def make_server(state: State) -> web.Server:
     # handler_cancellation: a client that disconnects cancels its handler, so stalled and slow
     # streams do not linger, and the record shows status 499.
     return web.Server(FakeServer(state), request_factory=request_factory, access_log=None,
-                      handler_cancellation=True, max_line_size=65536, max_field_size=65536)
+                      handler_cancellation=True, auto_decompress=False, max_line_size=65536, max_field_size=65536)
 
 
 async def start(state: State, host: str = "127.0.0.1", port: int = 0,
