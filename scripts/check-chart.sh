@@ -44,6 +44,8 @@ declare -a SCENARIOS=()
 scenario() { SCENARIOS+=("$1|$2|$3|$4"); }
 scenario production zai-proxy mcp "values/values-production.yaml"
 scenario canary zai-proxy-canary devpod "values/values-canary.yaml"
+# The NetworkPolicy example is an overlay on the production values.
+scenario production+networkpolicy zai-proxy mcp "values/values-production.yaml -f examples/networkpolicy.yaml"
 for file in "$CHART"/ci/*-values.yaml; do
     name="$(basename "$file" -values.yaml)"
     scenario "ci/$name" zai-proxy ci "$file"
@@ -55,7 +57,8 @@ done
 check "helm lint --strict (defaults)" helm lint --strict "$CHART"
 for entry in "${SCENARIOS[@]}"; do
     IFS='|' read -r name release namespace files <<<"$entry"
-    check "helm lint --strict ($name)" helm lint --strict "$CHART" --namespace "$namespace" -f "$files"
+    # shellcheck disable=SC2086 # $files may hold "a.yaml -f b.yaml"
+    check "helm lint --strict ($name)" helm lint --strict "$CHART" --namespace "$namespace" -f $files
 done
 
 # --- helm-unittest -----------------------------------------------------------------------------
@@ -75,7 +78,8 @@ render_all() {
     local entry name release namespace files
     for entry in "${SCENARIOS[@]}"; do
         IFS='|' read -r name release namespace files <<<"$entry"
-        helm template "$release" "$CHART" --namespace "$namespace" -f "$files" \
+        # shellcheck disable=SC2086 # $files may hold "a.yaml -f b.yaml"
+        helm template "$release" "$CHART" --namespace "$namespace" -f $files \
             >"$OUT/renders/${name//\//-}.yaml" || return 1
     done
 }
