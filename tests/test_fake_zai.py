@@ -443,6 +443,7 @@ def test_status_storms_openai_and_anthropic(fake, claude):
         claude.messages.create(model="glm-4.7@status", max_tokens=5, messages=[])
     assert caught.value.status_code == 529
     assert caught.value.body["error"]["type"] == "overloaded_error"
+    assert call(fake, "POST", CHAT, BODY, scenario("status;status=504"))[0] == 504
     status, headers, payload = call(fake, "POST", CHAT, BODY, scenario("status;code=502;body=html"))
     assert status == 502 and b"<html>" in payload and headers["Content-Type"] == "text/html"
 

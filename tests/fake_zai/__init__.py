@@ -70,7 +70,7 @@ Scenarios
                      reset at T" in the message; reset_field=0 keeps only the message).
                      On /anthropic paths a 429 to a request carrying `anthropic-beta` also gets
                      `anthropic-ratelimit-unified-status: rejected`.
-  status             bare HTTP failure: code=503 (529 on the Anthropic surface),
+  status             bare HTTP failure: code=503 (or status=; 529 on the Anthropic surface),
                      body=json|html|empty, message, retry_after
   fail_first         n=1 key=default fail_with=error: the first n requests carrying this key
                      fail with scenario `fail_with` (any scenario below or above, with the same

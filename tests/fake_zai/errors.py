@@ -115,7 +115,8 @@ def status_answer(scenario: Scenario, anthropic: bool
                   ) -> tuple[int, list[tuple[str, str]], bytes]:
     """The `status` scenario: a bare HTTP failure (default 503, or 529 on the Anthropic surface),
     with a JSON body in the surface's format, an nginx-like HTML page, or nothing."""
-    status = scenario.get_int("code", 529 if anthropic else 503)
+    # `status=` is accepted too, since `error` spells the HTTP status that way.
+    status = scenario.get_int("code", scenario.get_int("status", 529 if anthropic else 503))
     text = scenario.get_str("message", _STATUS_TEXT.get(status, f"HTTP {status}"))
     kind = scenario.get_str("body", "json")
     headers = _retry_headers(scenario)
