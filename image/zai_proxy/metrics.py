@@ -95,6 +95,10 @@ class Metrics:
         self.rate_limit_rejections = counter("zai_proxy_rate_limit_rejections_total",
                                              "Requests refused after waiting too long.",
                                              ("client",))
+        self.rate_limit_storage_errors = counter(
+            "zai_proxy_rate_limit_storage_errors_total",
+            "Failed calls to the shared rate-limit storage (Redis); admission fails open to a "
+            "per-process budget meanwhile.")
         self.retry_attempts = counter("zai_proxy_retry_attempts_total",
                                       "Upstream attempts repeated, by reason.", ("reason",))
         self.zai_errors = counter("zai_proxy_zai_errors_total",
@@ -150,6 +154,9 @@ class Metrics:
 
     def retry(self, reason: str) -> None:
         self.retry_attempts.labels(reason, self.variant).inc()
+
+    def rate_limit_storage_error(self) -> None:
+        self.rate_limit_storage_errors.labels(self.variant).inc()
 
     def adjustment(self, direction: str) -> None:
         self.rate_limit_adjustments.labels(direction, self.variant).inc()
