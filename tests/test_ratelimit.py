@@ -499,6 +499,13 @@ def test_redis_outage_fails_open_then_recovers(tmp_path, caplog):
         # Within the retry interval Redis is not tried again: no more errors counted.
         a.acquire("10.0.0.1", threading.Event())
         assert sample(metrics, "zai_proxy_rate_limit_storage_errors_total") == errors
+        # After it, one PING per interval tries again; still down: still failing open, quietly.
+        clock.t += 5.1
+        a.acquire("10.0.0.1", threading.Event())
+        assert sample(metrics, "zai_proxy_rate_limit_storage_errors_total") == errors + 1
+        assert a.snapshot()["degraded"] is True
+        assert not any("is back" in r.getMessage() for r in caplog.records)
+        assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
 
         server.start()   # back on the same port, empty
         clock.t += 5.1

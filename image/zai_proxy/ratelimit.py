@@ -283,7 +283,12 @@ class RateLimiter:
         return self._local_budget.try_take()
 
     def _use_remote(self) -> bool:
-        return self.remote and (not self._down or self._clock() >= self._down_until)
+        if not self.remote or not self._down:
+            return self.remote
+        if self._clock() < self._down_until:
+            return False
+        # Time to try again: a PING decides, so recovery is declared only on a real answer.
+        return self._remote(self._remote_store.ping) is not None
 
     def _remote(self, call: Callable):
         """Run one Redis call; None (and fail open) when Redis is unavailable."""

@@ -95,6 +95,9 @@ class RedisStore:
         self._cached_at = -math.inf
         self._evaluated = -1
 
+    def ping(self) -> bool:
+        return bool(self._redis.ping())
+
     # Counters ------------------------------------------------------------------------------
     def record(self, window_id: int, outcome: str) -> None:
         key = self._window_prefix + str(window_id)
