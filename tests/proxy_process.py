@@ -98,6 +98,16 @@ class ProxyProcess:
     def request_logs(self) -> list[dict]:
         return [line for line in self.log_lines() if line.get("msg") == "request"]
 
+    def wait_for_request_logs(self, count: int, timeout: float = 5.0) -> list[dict]:
+        """The request log lines, once at least `count` are written (each is written when its
+        response has been sent, so just after the client has it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.request_logs()
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
     def metrics_text(self) -> str:
         response = requests.get(self.url + "/metrics", timeout=5)
         response.raise_for_status()

@@ -65,7 +65,9 @@ def test_path_traversal_on_api_routes_is_refused(proxy, fake_zai):
             prepared.url = proxy.url + path   # keep the dots: requests would normalise them
             response = session.send(prepared)
         assert response.status_code == 400, path
-        assert response.json()["error"]["code"] == "invalid_path"
+        error = response.json()["error"]
+        assert error.get("code", "invalid_path") == "invalid_path"   # Anthropic has no code
+        assert "'..'" in error["message"]
     assert fake_zai.requests == []
 
 
@@ -139,10 +141,12 @@ def test_idle_timeout_is_not_a_total_time_cap(start_proxy):
     assert b'"error"' not in response.content
 
 
-def test_method_not_allowed_is_json(proxy):
-    response = requests.post(proxy.url + "/metrics")
-    assert response.status_code == 405
-    assert response.json()["error"]["code"] == "method_not_allowed"
+def test_service_paths_with_other_methods_are_json_404s(proxy, fake_zai):
+    for path in ("/metrics", "/livez", "/admin/reset-rate-limit"):
+        response = requests.request("PUT", proxy.url + path)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "unknown_route"
+    assert fake_zai.requests == []
 
 
 def _closed_port() -> int:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import signal
+import time
 import uuid
+from pathlib import Path
+
+import psutil
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -81,16 +86,47 @@ def test_upstream_statuses_are_counted_as_upstream_errors(proxy):
 
 def test_two_worker_processes_report_one_consistent_set(start_proxy):
     proxy = start_proxy(WEB_CONCURRENCY="2", MAX_WORKERS="8", RATE_LIMIT_ENABLED="false")
-    pids = set()
-    for _ in range(40):
-        # A fresh connection each time so both workers get requests.
-        with requests.Session() as session:
-            assert session.post(proxy.url + "/v1/chat/completions", json=CHAT).status_code == 200
-            pids.add(session.get(proxy.url + "/health").json()["pid"])
-    assert len(pids) == 2
-    for _ in range(5):   # whichever worker answers the scrape, the totals are the pod's
+    workers = psutil.Process(proxy.proc.pid).children()
+    assert len(workers) == 2
+    served_by = set()
+    # The kernel tends to hand every connection to one worker; pausing the other makes each
+    # worker serve exactly 20 requests.
+    for busy, paused in (workers, workers[::-1]):
+        paused.send_signal(signal.SIGSTOP)
+        try:
+            for _ in range(20):
+                with requests.Session() as session:
+                    assert session.post(proxy.url + "/v1/chat/completions",
+                                        json=CHAT).status_code == 200
+                    served_by.add(session.get(proxy.url + "/health").json()["pid"])
+        finally:
+            paused.send_signal(signal.SIGCONT)
+    assert served_by == {w.pid for w in workers}
+    for _ in range(6):   # whichever worker answers the scrape, the totals are the pod's
         assert proxy.value("zai_proxy_requests_total", path="/v1/chat/completions") == 40
         assert proxy.value("zai_proxy_max_workers") == 8
         assert proxy.value("zai_proxy_concurrent_requests") == 0
         assert proxy.value("zai_proxy_build_info") == 1
     assert "pid=" not in proxy.metrics_text()
+
+
+def test_a_dead_worker_is_marked_and_its_gauges_dropped(start_proxy):
+    proxy = start_proxy(WEB_CONCURRENCY="2", MAX_WORKERS="8", RATE_LIMIT_ENABLED="false")
+    for _ in range(4):
+        requests.post(proxy.url + "/v1/chat/completions", json=CHAT)
+    victim = psutil.Process(proxy.proc.pid).children()[0]
+    victim.kill()
+    victim.wait(10)
+    # gunicorn replaces the worker. Once the new one has published its share, the dead one's
+    # share must be gone (8, not 12).
+    multiproc_dir = Path(proxy.env["PROMETHEUS_MULTIPROC_DIR"])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        pids = {w.pid for w in psutil.Process(proxy.proc.pid).children()} - {victim.pid}
+        if len(pids) == 2 and all((multiproc_dir / f"gauge_livesum_{pid}.db").exists()
+                                  for pid in pids):
+            break
+        time.sleep(0.05)
+    assert not (multiproc_dir / f"gauge_livesum_{victim.pid}.db").exists()
+    assert proxy.value("zai_proxy_max_workers") == 8
+    assert proxy.value("zai_proxy_requests_total", path="/v1/chat/completions") == 4

@@ -79,6 +79,9 @@ def test_upstream_error_bodies_and_statuses_pass_through_unchanged(proxy, fake_z
 
 
 def test_routes_and_query_strings(proxy, fake_zai):
+    requests.get(fake_zai.url + "/api/paas/v4/models?limit=5&after=x%20y")
+    direct_query = fake_zai.requests[0].query
+    fake_zai.clear()
     assert requests.get(proxy.url + "/v1/models?limit=5&after=x%20y").status_code == 200
     assert requests.post(proxy.url + "/api/coding/paas/v4/chat/completions",
                          json={"model": "glm-4.7", "messages": []}).status_code == 200
@@ -90,7 +93,7 @@ def test_routes_and_query_strings(proxy, fake_zai):
                                "messages": [{"role": "user", "content": "x"}]}).status_code == 200
     models, coding, anthropic_native, count = fake_zai.requests
     assert (models.method, models.path, models.query) == ("GET", "/api/paas/v4/models",
-                                                          "limit=5&after=x%20y")
+                                                          direct_query)
     assert coding.path == "/api/coding/paas/v4/chat/completions"
     assert coding.headers["Authorization"] == f"Bearer {TEST_ZAI_KEY}"
     assert (anthropic_native.path, anthropic_native.query) == ("/api/anthropic/v1/messages",
@@ -165,5 +168,9 @@ def test_hop_by_hop_headers_are_stripped_and_request_id_echoed(proxy, fake_zai):
     assert seen["X-Request-Id"] == "req-abc-123"
     generated = requests.get(proxy.url + "/v1/models").headers["X-Request-Id"]
     assert len(generated) == 32
-    logged = {line["request_id"] for line in proxy.request_logs()}
-    assert {"req-abc-123", generated} <= logged
+    lines = proxy.wait_for_request_logs(2)
+    assert {"req-abc-123", generated} <= {line["request_id"] for line in lines}
+    line = next(line for line in lines if line["request_id"] == "req-abc-123")
+    assert line["route"] == "/v1/chat/completions" and line["status"] == 200
+    assert line["model"] == "glm-4.7" and line["upstream_status"] == 200
+    assert line["variant"] == "production" and line["duration_ms"] > 0
