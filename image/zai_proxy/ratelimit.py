@@ -116,9 +116,10 @@ class RateLimiter:
         self._state_file = config.rate_limit_state_file
         self.storage_kind = config.rate_limit_storage_uri.split("://", 1)[0]
         self.remote = self.storage_kind != "memory"
+        # Memory storage is per process: the budget is split so N workers never multiply it.
         self.workers = max(1, worker_processes)
-        # Memory storage is per process: split the budget so N workers never multiply it.
-        self._share = self.workers if not self.remote else 1
+        self._down_until = -math.inf
+        self._down = False
 
         start = (controller.load_state_file(self._state_file, config.rate_limit_state_max_age,
                                             wall(), self.settings)
@@ -128,8 +129,6 @@ class RateLimiter:
                                               self._process_rate(start.rate, local=True))
         self._remote_store: RedisStore | None = None
         self._remote_budget: admission.Budget | None = None
-        self._down_until = -math.inf
-        self._down = False
         self._rate_seen = start.rate
         if self.remote:
             storage = storage_from_string(config.rate_limit_storage_uri, wrap_exceptions=True,
