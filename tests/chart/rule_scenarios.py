@@ -31,21 +31,21 @@ def _selector(metric: str, labels: dict[str, str]) -> str:
     return f"{metric}{{{inner}}}"
 
 
-def _target(variant: str) -> dict[str, str]:
+def target_labels(variant: str) -> dict[str, str]:
     namespace, job, instance = TARGETS[variant]
     return {"deployment_variant": variant, "namespace": namespace, "job": job,
             "instance": instance, "variant": variant}
 
 
-def _series(metric: str, labels: dict[str, str], values: str) -> dict:
+def series(metric: str, labels: dict[str, str], values: str) -> dict:
     return {"series": _selector(metric, labels), "values": values}
 
 
-def _counter(per_min: float) -> str:
+def counter(per_min: float) -> str:
     return f"0+{per_min}x{MINUTES}"
 
 
-def _constant(value: float) -> str:
+def constant(value: float) -> str:
     return f"{value}+0x{MINUTES}"
 
 
@@ -55,60 +55,60 @@ def traffic(variant: str, per_min: int, errors: int = 0, slow: int = 0,
 
     `buckets` (le -> cumulative count per minute) replaces the duration histogram when given.
     """
-    base = {**_target(variant), "method": "POST", "path": "/v1/messages"}
-    out = [_series("zai_proxy_requests_total", {**base, "status_code": "200"},
-                   _counter(per_min - errors))]
+    base = {**target_labels(variant), "method": "POST", "path": "/v1/messages"}
+    out = [series("zai_proxy_requests_total", {**base, "status_code": "200"},
+                   counter(per_min - errors))]
     if errors:
-        out.append(_series("zai_proxy_requests_total", {**base, "status_code": "500"},
-                           _counter(errors)))
+        out.append(series("zai_proxy_requests_total", {**base, "status_code": "500"},
+                           counter(errors)))
     fast = per_min - slow
     buckets = buckets or {"1": fast, "10": fast, "30": per_min, "+Inf": per_min}
     for le, count in buckets.items():
-        out.append(_series("zai_proxy_request_duration_seconds_bucket",
-                           {**base, "status_code": "200", "le": le}, _counter(count)))
+        out.append(series("zai_proxy_request_duration_seconds_bucket",
+                           {**base, "status_code": "200", "le": le}, counter(count)))
     return out
 
 
 def token_counts(variant: str, per_min: int, slow: int = 0) -> list[dict]:
     """Local token counts per minute, `slow` of them beyond the top bucket (0.1s)."""
-    base = _target(variant)
+    base = target_labels(variant)
     fast = per_min - slow
-    out = [_series("zai_proxy_token_count_duration_seconds_bucket", {**base, "le": le},
-                   _counter(count))
+    out = [series("zai_proxy_token_count_duration_seconds_bucket", {**base, "le": le},
+                   counter(count))
            for le, count in (("0.05", fast), ("0.1", fast), ("+Inf", per_min))]
-    out.append(_series("zai_proxy_token_count_duration_seconds_count", base, _counter(per_min)))
+    out.append(series("zai_proxy_token_count_duration_seconds_count", base, counter(per_min)))
     return out
 
 
 def upstream_429(variant: str, per_min: int) -> list[dict]:
-    return [_series("zai_proxy_upstream_errors_total", {**_target(variant), "error_type": "429"},
-                    _counter(per_min))]
+    return [series("zai_proxy_upstream_errors_total", {**target_labels(variant), "error_type": "429"},
+                    counter(per_min))]
 
 
 def adjustments(variant: str, decreases_per_min: int) -> list[dict]:
     """Controller decisions: `decreases_per_min` cuts, and steady increases (never alerting)."""
-    base = _target(variant)
-    return [_series("zai_proxy_rate_limit_adjustments_total", {**base, "direction": "decrease"},
-                    _counter(decreases_per_min)),
-            _series("zai_proxy_rate_limit_adjustments_total", {**base, "direction": "increase"},
-                    _counter(1))]
+    base = target_labels(variant)
+    return [series("zai_proxy_rate_limit_adjustments_total", {**base, "direction": "decrease"},
+                    counter(decreases_per_min)),
+            series("zai_proxy_rate_limit_adjustments_total", {**base, "direction": "increase"},
+                    counter(1))]
 
 
 def utilization(variant: str, values: str) -> list[dict]:
-    return [_series("zai_proxy_worker_utilization_ratio", _target(variant), values)]
+    return [series("zai_proxy_worker_utilization_ratio", target_labels(variant), values)]
 
 
 def quota(variant: str, start: float, per_min: float, reset_at: int) -> list[dict]:
     """Used quota ratio growing by `per_min` each minute; the window resets at `reset_at` (unix s)."""
-    base = {**_target(variant), "window": "five_hour", "limit_type": "TOKENS_LIMIT"}
-    return [_series("zai_proxy_quota_usage_ratio", base, f"{start}+{per_min}x{MINUTES}"),
-            _series("zai_proxy_quota_reset_time_seconds", base, _constant(reset_at))]
+    base = {**target_labels(variant), "window": "five_hour", "limit_type": "TOKENS_LIMIT"}
+    return [series("zai_proxy_quota_usage_ratio", base, f"{start}+{per_min}x{MINUTES}"),
+            series("zai_proxy_quota_reset_time_seconds", base, constant(reset_at))]
 
 
 def up(variant: str, value: int = 1) -> list[dict]:
     namespace, job, instance = TARGETS[variant]
-    return [_series("up", {"deployment_variant": variant, "namespace": namespace, "job": job,
-                           "instance": instance}, _constant(value))]
+    return [series("up", {"deployment_variant": variant, "namespace": namespace, "job": job,
+                           "instance": instance}, constant(value))]
 
 
 KSM = {"job": "kube-state-metrics", "instance": "10.0.9.9:8080"}
@@ -117,15 +117,15 @@ KSM = {"job": "kube-state-metrics", "instance": "10.0.9.9:8080"}
 def restarts(variant: str, values: str, pod: str | None = None) -> list[dict]:
     namespace, deployment, _ = TARGETS[variant]
     pod = pod or f"{deployment}-5d8f9c7b6d-x2x9k"
-    return [_series("kube_pod_container_status_restarts_total",
+    return [series("kube_pod_container_status_restarts_total",
                     {**KSM, "namespace": namespace, "pod": pod, "container": "proxy"}, values)]
 
 
 def deployment(variant: str, available: int, desired: int) -> list[dict]:
     namespace, name, _ = TARGETS[variant]
     labels = {**KSM, "namespace": namespace, "deployment": name}
-    return [_series("kube_deployment_status_replicas_available", labels, _constant(available)),
-            _series("kube_deployment_spec_replicas", labels, _constant(desired))]
+    return [series("kube_deployment_status_replicas_available", labels, constant(available)),
+            series("kube_deployment_spec_replicas", labels, constant(desired))]
 
 
 @dataclass
@@ -186,7 +186,7 @@ def shared(variant: str, error_threshold: float) -> dict[str, Scenario]:
             labels=_pod(v),
             description=(f"Pod {ns}/{deployment_name}-5d8f9c7b6d-x2x9k restarted about 1 time(s) "
                          "in the last 15 minutes."),
-            healthy=restarts(v, _constant(3)),  # restarted long ago, not any more
+            healthy=restarts(v, constant(3)),  # restarted long ago, not any more
             quiet=[("a pod that is not this Deployment's restarts (same namespace)",
                     restarts(v, f"0 0 1+1x{MINUTES}", pod=f"{deployment_name}-test-readyz")),
                    ("the other variant's pod restarts", restarts(other, f"0 0 1+1x{MINUTES}"))],
@@ -297,7 +297,7 @@ def production_only() -> dict[str, Scenario]:
             description=("Production pods in namespace mcp used 100% of their in-flight cap "
                          "(MAX_WORKERS) on average over the last 5 minutes; when it is full, new "
                          "requests get 503."),
-            healthy=utilization("production", _constant(0.5)) + utilization("canary", _constant(1)),
+            healthy=utilization("production", constant(0.5)) + utilization("canary", constant(1)),
             quiet=[("full only every other scrape (5-minute average 75%)",
                     utilization("production", " ".join(["1", "0.5"] * (MINUTES // 2 + 1))))],
             onset=0),
