@@ -25,7 +25,7 @@ _LINE_SPLIT = re.compile(r"\r\n|\r|\n")
 DEFAULT_MAX_EVENT_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     raw: bytes          # the exact bytes of the event, including its terminating blank line
     event: str | None   # the `event:` field
@@ -34,6 +34,9 @@ class Event:
 
 def parse_fields(raw: bytes) -> Event:
     """Parse one complete event's bytes into its `event` and `data` fields."""
+    if raw[:6] == b"data: " and raw.find(b"\n") == len(raw) - 2 and b"\r" not in raw:
+        # One "data: …" line and its blank line: the shape of nearly every OpenAI chunk.
+        return Event(raw, None, raw[6:-2].decode("utf-8", "replace"))
     text = raw.decode("utf-8", "replace")
     lines = text.split("\n") if "\r" not in text else _LINE_SPLIT.split(text)
     name = None
@@ -48,7 +51,7 @@ def parse_fields(raw: bytes) -> Event:
             data.append(value)
         elif field == "event":
             name = value
-    return Event(raw=raw, event=name, data="\n".join(data))
+    return Event(raw, name, data[0] if len(data) == 1 else "\n".join(data))
 
 
 class SSEParser:
@@ -63,26 +66,60 @@ class SSEParser:
         if not chunk:
             return []
         buffer = self._buffer
+        if not buffer and chunk[-2:] == b"\n\n" and b"\r" not in chunk:
+            # The usual read: whole LF-terminated events and nothing else; no buffer copies.
+            return self._whole_events(bytes(chunk))
         buffer += chunk
+        if b"\r" in buffer:
+            ends = self._ends_any_eol(buffer)
+        else:  # the usual stream: LF only, so every event ends at "\n\n" (memchr-fast)
+            ends = []
+            find = buffer.find
+            at = find(b"\n\n", self._scan_from)
+            while at >= 0:
+                ends.append(at + 2)
+                at = find(b"\n\n", at + 2)
         events = []
         start = 0
+        for end in ends:
+            events.append(parse_fields(bytes(buffer[start:end])))
+            start = end
+        if start:
+            del buffer[:start]
+        if len(buffer) > self._max_event_bytes:
+            events.append(Event(bytes(buffer), None, ""))
+            buffer.clear()
+        # A match needs at most 4 bytes (CRLF CRLF): rescan only the last few next time.
+        self._scan_from = max(0, len(buffer) - 4)
+        return events
+
+    def _whole_events(self, chunk: bytes) -> list[Event]:
+        if chunk.find(b"\n\n") == len(chunk) - 2:
+            return [parse_fields(chunk)]
+        events = []
+        start = 0
+        find = chunk.find
+        at = find(b"\n\n")
+        while at >= 0:
+            events.append(parse_fields(chunk[start:at + 2]))
+            start = at + 2
+            at = find(b"\n\n", start)
+        if start < len(chunk):  # e.g. "\n\n\n": the last LF starts the next event
+            self._buffer += chunk[start:]
+            self._scan_from = max(0, len(self._buffer) - 4)
+        return events
+
+    def _ends_any_eol(self, buffer: bytearray) -> list[int]:
+        ends = []
         search = _EVENT_END.search
         match = search(buffer, self._scan_from)
         while match is not None:
             end = match.end()
             if end == len(buffer) and buffer[end - 1] == 0x0D:
                 break  # a trailing CR may be the first half of a CRLF: wait for the next byte
-            events.append(parse_fields(bytes(buffer[start:end])))
-            start = end
+            ends.append(end)
             match = search(buffer, end)
-        if start:
-            del buffer[:start]
-        if len(buffer) > self._max_event_bytes:
-            events.append(Event(raw=bytes(buffer), event=None, data=""))
-            buffer.clear()
-        # A match needs at most 4 bytes (CRLF CRLF): rescan only the last few next time.
-        self._scan_from = max(0, len(buffer) - 4)
-        return events
+        return ends
 
     def flush(self) -> bytes:
         """The incomplete tail at the end of the stream, to pass through unchanged."""
