@@ -36,7 +36,9 @@ def create_app(config: config_module.Config | None = None, *,
         config=config, metrics=metrics, session=upstream.make_session(config),
         capacity=Capacity(config.max_in_flight_per_process, config.max_workers, metrics),
         watcher=DisconnectWatcher(), request_log=logs.RequestLog(config.variant),
-        retry_policy=RetryPolicy(config.max_retries, config.retry_backoff_base), wait=wait)
+        retry_policy=RetryPolicy(config.max_retries, config.retry_backoff_base,
+                                 max_wait=config.rate_limit_max_wait),
+        wait=wait)
     if config.rate_limit_enabled:
         from zai_proxy.ratelimit import RateLimiter
         state.limiter = RateLimiter(config, metrics, worker_processes=config.web_concurrency)

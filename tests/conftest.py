@@ -38,3 +38,19 @@ def start_proxy(tmp_path, fake_zai):
 def proxy(start_proxy):
     """The proxy with default settings (production variant, counting off)."""
     return start_proxy(RATE_LIMIT_ENABLED="false")
+
+
+@pytest.fixture
+def inprocess_proxy(fake_zai):
+    """inprocess_proxy(**env) → the app on loopback in this process, waits recorded."""
+    from tests.inprocess import InProcessProxy
+    started = []
+
+    def start(upstream_url=None, **env):
+        proxy = InProcessProxy(upstream_url or fake_zai.url, **env)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()

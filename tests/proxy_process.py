@@ -63,8 +63,8 @@ class ProxyProcess:
             try:
                 if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or workers still booting
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"proxy did not become ready:\n{self.stderr()}")
