@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from zai_proxy.config import ConfigError
 from zai_proxy.pricing import PriceTable, pricing_tier
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -85,12 +86,12 @@ def test_user_table_merges_over_the_defaults():
     ({"": {"input": 1, "output": 1}}, "model name ''"),
 ])
 def test_bad_user_tables_are_refused_naming_token_prices(table, fragment):
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ConfigError) as caught:  # a ValueError, reported at start-up
         PriceTable(table)
     assert "TOKEN_PRICES" in str(caught.value)
     assert fragment in str(caught.value)
 
 
 def test_unknown_direction_is_a_programming_error():
-    with pytest.raises(ValueError):
+    with pytest.raises(KeyError):
         PriceTable().cost("glm-4.7", "thinking", 10, "peak")

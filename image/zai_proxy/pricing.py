@@ -8,12 +8,14 @@ TOKEN_PRICES (JSON `{model: {input, output, cache_read, cache_write}}`) is merge
 built-in rows, so one model can be re-priced without restating the others. In a user row `input`
 and `output` are required, `cache_read` and `cache_write` default to 0. Model names are matched
 case-insensitively; an unknown model is priced with the `default` row (which TOKEN_PRICES may
-override too).
+override too). A bad table raises ConfigError (a ValueError) naming TOKEN_PRICES.
 """
 
 from __future__ import annotations
 
 import math
+
+from .config import ConfigError
 
 DIRECTIONS = ("input", "output", "cache_read", "cache_write")
 PEAK_START_HOUR = 14
@@ -48,29 +50,29 @@ def pricing_tier(now: float) -> str:
 def _price(model: str, direction: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or value < 0:
-        raise ValueError(f"TOKEN_PRICES: {model}.{direction}={value!r} must be a non-negative "
+        raise ConfigError(f"TOKEN_PRICES: {model}.{direction}={value!r} must be a non-negative "
                          "number (USD per 1M tokens)")
     return float(value)
 
 
 def _validate(table) -> dict:
     if not isinstance(table, dict):
-        raise ValueError("TOKEN_PRICES must be a JSON object {model: {input, output, "
+        raise ConfigError("TOKEN_PRICES must be a JSON object {model: {input, output, "
                          "cache_read, cache_write}} in USD per 1M tokens")
     rows = {}
     for model, row in table.items():
         if not isinstance(model, str) or not model.strip():
-            raise ValueError(f"TOKEN_PRICES: model name {model!r} must be a non-empty string")
+            raise ConfigError(f"TOKEN_PRICES: model name {model!r} must be a non-empty string")
         if not isinstance(row, dict):
-            raise ValueError(f"TOKEN_PRICES: {model} must map to an object "
+            raise ConfigError(f"TOKEN_PRICES: {model} must map to an object "
                              "{input, output, cache_read, cache_write}")
         unknown = sorted(set(row) - set(DIRECTIONS))
         if unknown:
-            raise ValueError(f"TOKEN_PRICES: {model} has unknown keys {unknown}; allowed: "
+            raise ConfigError(f"TOKEN_PRICES: {model} has unknown keys {unknown}; allowed: "
                              f"{', '.join(DIRECTIONS)}")
         missing = [key for key in ("input", "output") if key not in row]
         if missing:
-            raise ValueError(f"TOKEN_PRICES: {model} lacks {' and '.join(missing)}")
+            raise ConfigError(f"TOKEN_PRICES: {model} lacks {' and '.join(missing)}")
         rows[model.strip().lower()] = {
             direction: _price(model, direction, row.get(direction, 0.0))
             for direction in DIRECTIONS}
@@ -93,7 +95,7 @@ class PriceTable:
     def cost(self, model: str, direction: str, tokens: int, tier: str) -> float:
         """USD for `tokens` tokens of `direction`; peak-tier tokens cost double."""
         if direction not in DIRECTIONS:
-            raise ValueError(f"unknown token direction {direction!r}")
+            raise KeyError(f"unknown token direction {direction!r}")
         if tokens <= 0:
             return 0.0
         usd = self.row(model)[direction] * tokens / 1_000_000
