@@ -23,13 +23,24 @@ DEB_CACHE="$ROOT/.cache/debootstrap/$SUITE"
 log() { printf 'make-base-image: %s\n' "$*" >&2; }
 
 command -v buildah >/dev/null || { log "buildah is missing: run 'make tools' (scripts/install-tools.sh)"; exit 1; }
-if [[ "${REBUILD:-0}" != 1 ]] && buildah inspect --type image "$IMAGE" >/dev/null 2>&1; then
+exists() { buildah inspect --type image "$IMAGE" >/dev/null 2>&1; }
+if [[ "${REBUILD:-0}" != 1 ]] && exists; then
     log "$IMAGE already exists"
     exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
     log "debootstrap needs root"
     exit 1
+fi
+# buildah's storage is machine-wide, so is this lock: two checkouts testing at once build the
+# base once (the second waits, then finds it).
+lock_dir=/run/lock
+[[ -d "$lock_dir" ]] || lock_dir=/tmp
+exec 9>"$lock_dir/zai-proxy-base-image.lock"
+flock 9
+if [[ "${REBUILD:-0}" != 1 ]] && exists; then
+    log "$IMAGE already exists"
+    exit 0
 fi
 command -v debootstrap >/dev/null || { log "debootstrap is missing: run 'make tools' (scripts/install-tools.sh)"; exit 1; }
 
