@@ -8,6 +8,8 @@ forget it.
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 DURATION_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -85,8 +87,8 @@ class Metrics:
                                           "Clients that went away before the answer ended.",
                                           ("path",))
         # Rate limiting and retries
-        self.rate_limit_rps = gauge("zai_proxy_rate_limit_requests_per_second",
-                                    "Current adaptive rate (req/s).", "livemax").labels(variant)
+        self._rate_limit_rps = gauge("zai_proxy_rate_limit_requests_per_second",
+                                     "Current adaptive rate (req/s).", "livemax")
         self.rate_limit_adjustments = counter("zai_proxy_rate_limit_adjustments_total",
                                               "Controller decisions.", ("direction",))
         self.rate_limit_wait = histogram("zai_proxy_rate_limit_wait_seconds",
@@ -114,9 +116,9 @@ class Metrics:
         self.cost = counter("zai_proxy_estimated_cost_usd_total",
                             "Estimated cost in USD from the configured price table.",
                             token_labels)
-        self.token_count_duration = histogram("zai_proxy_token_count_duration_seconds",
-                                              "Time spent counting input tokens locally.", (),
-                                              TOKEN_COUNT_BUCKETS).labels(variant)
+        self._token_count_duration = histogram("zai_proxy_token_count_duration_seconds",
+                                               "Time spent counting input tokens locally.", (),
+                                               TOKEN_COUNT_BUCKETS)
         # Quota supervisor
         quota_labels = ("window", "limit_type")
         self.quota_usage = gauge("zai_proxy_quota_usage_ratio", "Quota used (0..1).",
@@ -126,11 +128,24 @@ class Metrics:
         self.quota_reset = gauge("zai_proxy_quota_reset_time_seconds",
                                  "Unix time of the window's next reset.", "livemax",
                                  quota_labels)
-        self.quota_sample_age = gauge("zai_proxy_quota_sample_age_seconds",
-                                      "Age of the last good quota sample.",
-                                      "livemin").labels(variant)
+        self._quota_sample_age = gauge("zai_proxy_quota_sample_age_seconds",
+                                       "Age of the last good quota sample.", "livemin")
         self.quota_polls = counter("zai_proxy_quota_poll_total", "Quota polls by result.",
                                    ("result",))
+
+    # Families of optional features are bound on first use, so a feature that is off (token
+    # counting, rate limiting, the quota poller) exports no series at all.
+    @functools.cached_property
+    def rate_limit_rps(self):
+        return self._rate_limit_rps.labels(self.variant)
+
+    @functools.cached_property
+    def token_count_duration(self):
+        return self._token_count_duration.labels(self.variant)
+
+    @functools.cached_property
+    def quota_sample_age(self):
+        return self._quota_sample_age.labels(self.variant)
 
     # Bounded label helpers -------------------------------------------------------------
     def model_label(self, model) -> str:
