@@ -174,3 +174,12 @@ def test_hop_by_hop_headers_are_stripped_and_request_id_echoed(proxy, fake_zai):
     assert line["route"] == "/v1/chat/completions" and line["status"] == 200
     assert line["model"] == "glm-4.7" and line["upstream_status"] == 200
     assert line["variant"] == "production" and line["duration_ms"] > 0
+
+
+def test_upstream_cookies_are_passed_to_the_client_but_never_replayed(proxy, fake_zai):
+    first = requests.post(proxy.url + "/v1/chat/completions", json={"model": "glm-4.7",
+                          "messages": []},
+                          headers={"X-Fake-Scenario": "ok;h.Set-Cookie=session%3Dalice"})
+    assert first.headers["Set-Cookie"] == "session=alice"
+    requests.post(proxy.url + "/v1/chat/completions", json={"model": "glm-4.7", "messages": []})
+    assert "Cookie" not in fake_zai.requests[1].headers

@@ -6,6 +6,7 @@ disconnect watcher can cut a blocked upstream read the moment the client goes aw
 
 from __future__ import annotations
 
+import http.cookiejar
 import threading
 
 import requests
@@ -63,6 +64,8 @@ def make_session(config: Config) -> requests.Session:
     # No proxies/netrc from the environment: every call would re-read them, and the upstream
     # is fixed by configuration anyway.
     session.trust_env = False
+    # One session serves every client: a cookie set for one must never be replayed for another.
+    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     adapter = _Adapter(pool_connections=4, pool_maxsize=config.max_in_flight_per_process + 4,
                        max_retries=0)
     session.mount("http://", adapter)
