@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -177,6 +178,16 @@ def test_dockerfile_passes_hadolint():
     result = subprocess.run([str(ROOT / ".venv/bin/hadolint"), "--failure-threshold", "style",
                              str(ROOT / "image/Dockerfile")], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_bakes_the_same_tiktoken_files_as_the_local_cache():
+    # One litellm pin and one set of file names for the image and for `make tiktoken-cache`.
+    dockerfile = (ROOT / "image/Dockerfile").read_text()
+    script = (ROOT / "scripts/tiktoken_cache.py").read_text()
+    pin = re.search(r'^LITELLM_VERSION = "([^"]+)"', script, re.M).group(1)
+    assert f"ARG LITELLM_VERSION={pin}\n" in dockerfile
+    for name in re.findall(r'"([0-9a-f]{40})"', script):
+        assert name in dockerfile
 
 
 def test_image_config_runs_the_cmd_as_the_non_root_user(image):
