@@ -16,6 +16,10 @@ except _config_module.ConfigError as _exc:
     sys.stderr.write(f"zai-proxy: configuration error: {_exc}\n")
     sys.exit(2)
 
+# Prometheus multiprocess mode: set before any worker imports prometheus_client; the directory
+# is wiped at start so a restarted pod never reports a previous life's counters.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _config.multiproc_dir
+
 bind = f"0.0.0.0:{_config.port}"
 workers = _config.web_concurrency
 worker_class = "zai_proxy.worker.DrainingWorker"
@@ -29,10 +33,19 @@ accesslog = None            # the proxy writes its own JSON line per request
 errorlog = "-"
 loglevel = _config.log_level
 proc_name = f"zai-proxy-{_config.variant}"
+# gunicorn's control socket would live in $HOME, which a non-root container user on a read-only
+# filesystem does not have; nothing here uses it.
+control_socket_disable = True
 
-# Prometheus multiprocess mode: set before any worker imports prometheus_client; the directory
-# is wiped at start so a restarted pod never reports a previous life's counters.
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = _config.multiproc_dir
+if _config.token_counting_enabled:
+    # Load the encoding once in the master: a missing tiktoken cache fails here with a clear
+    # message instead of a worker boot loop, and forked workers share its memory.
+    from zai_proxy.tokens import TokenCounter
+    try:
+        TokenCounter(_config.tokenizer_encoding, _config.token_count_max_chars, metrics=None)
+    except _config_module.ConfigError as _exc:
+        sys.stderr.write(f"zai-proxy: configuration error: {_exc}\n")
+        sys.exit(2)
 
 
 def on_starting(server):

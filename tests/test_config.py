@@ -45,6 +45,7 @@ def test_key_file_wins_over_the_variable(tmp_path):
     ({"ZAI_API_KEY": "k", "RATE_LIMIT_STORAGE_URI": "mongodb://x"}, "RATE_LIMIT_STORAGE_URI"),
     ({"ZAI_API_KEY": "k", "LOG_LEVEL": "loud"}, "LOG_LEVEL"),
     ({"ZAI_API_KEY": "k", "TOKEN_PRICES": "{"}, "TOKEN_PRICES"),
+    ({"ZAI_API_KEY": "k", "TOKEN_PRICES": '{"glm-4.7": {"input": "cheap"}}'}, "TOKEN_PRICES"),
     ({"ZAI_API_KEY": "k", "TRUSTED_PROXY_CIDRS": "10.0.0.0/33"}, "TRUSTED_PROXY_CIDRS"),
     ({"ZAI_API_KEY": "k", "WEB_CONCURRENCY": "4", "MAX_WORKERS": "2"}, "MAX_WORKERS"),
 ])
@@ -70,3 +71,16 @@ def test_the_server_refuses_to_start_with_a_clear_message():
     assert result.returncode != 0
     assert "configuration error" in result.stderr
     assert "ZAI_API_KEY" in result.stderr
+
+
+def test_a_missing_tokenizer_stops_the_server_with_a_clear_message(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                             "app:app"], cwd=IMAGE,
+                            env={"PATH": "/usr/bin:/bin", "ZAI_API_KEY": "k",
+                                 "TOKEN_COUNTING_ENABLED": "true",
+                                 "TIKTOKEN_CACHE_DIR": str(tmp_path),   # empty: no BPE file
+                                 "HTTPS_PROXY": "http://127.0.0.1:9",   # and no download
+                                 "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "configuration error" in result.stderr and "TIKTOKEN_CACHE_DIR" in result.stderr

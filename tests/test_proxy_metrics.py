@@ -41,12 +41,15 @@ def test_request_families_count_each_request_with_bounded_labels(start_proxy):
 
 def test_every_family_carries_the_variant_and_build_info(start_proxy):
     proxy = start_proxy(DEPLOYMENT_VARIANT="canary", ZAI_PROXY_COMMIT="abc123",
-                        RATE_LIMIT_ENABLED="false")
+                        TOKEN_COUNTING_ENABLED="true", ADMIN_TOKEN="t")
     requests.post(proxy.url + "/v1/chat/completions", json=CHAT)
+    requests.post(proxy.url + "/v1/chat/completions", json={**CHAT, "stream": True})
+    requests.post(proxy.url + "/v1/chat/completions", json=CHAT,
+                  headers={"X-Fake-Scenario": "fail_first;n=1;key=fam;code=1302"})
     text = proxy.metrics_text()
     families = [f for f in text_string_to_metric_families(text)
                 if f.name.startswith("zai_proxy_")]
-    assert len(families) >= 10
+    assert len(families) >= 16
     for family in families:
         for sample in family.samples:
             assert sample.labels.get("variant") == "canary", sample

@@ -183,3 +183,17 @@ def test_upstream_cookies_are_passed_to_the_client_but_never_replayed(proxy, fak
     assert first.headers["Set-Cookie"] == "session=alice"
     requests.post(proxy.url + "/v1/chat/completions", json={"model": "glm-4.7", "messages": []})
     assert "Cookie" not in fake_zai.requests[1].headers
+
+
+def test_upstream_connections_are_pooled_and_reused(proxy, fake_zai):
+    import psutil
+    from urllib.parse import urlsplit
+    upstream_port = urlsplit(fake_zai.url).port
+    for _ in range(20):
+        assert requests.post(proxy.url + "/v1/chat/completions",
+                             json={"model": "glm-4.7", "messages": []}).status_code == 200
+    [worker] = psutil.Process(proxy.proc.pid).children()
+    upstream = [c for c in worker.net_connections("tcp")
+                if c.raddr and c.raddr.port == upstream_port]
+    # Twenty sequential requests, one kept-alive upstream connection.
+    assert len(upstream) == 1 and upstream[0].status == psutil.CONN_ESTABLISHED

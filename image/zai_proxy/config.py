@@ -263,6 +263,8 @@ def load(env: Mapping[str, str] | None = None) -> Config:
             raise ConfigError(f"TOKEN_PRICES is not valid JSON: {exc.msg}") from None
         if not isinstance(prices, dict):
             raise ConfigError("TOKEN_PRICES must be a JSON object {model: {input, output, ...}}")
+        from .pricing import PriceTable
+        PriceTable(prices)  # raises ConfigError naming TOKEN_PRICES for a bad row
 
     model_labels = tuple(m.lower() for m in _csv(r.string("MODEL_LABELS", DEFAULT_MODEL_LABELS)))
 
