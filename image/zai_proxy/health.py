@@ -1,4 +1,8 @@
-"""Service endpoints that never call the upstream: /health, /livez, /readyz."""
+"""Service endpoints that never call the upstream: /health, /livez, /readyz.
+
+A misconfigured proxy never gets as far as answering: every setting (and the tokenizer) is
+validated before gunicorn listens, so /readyz only has draining to report.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +27,6 @@ def readyz():
     state = _state()
     if state.capacity.draining:
         return jsonify(status="draining"), 503
-    if state.problems:
-        return jsonify(status="misconfigured", problems=state.problems), 503
     return jsonify(status="ready")
 
 
@@ -33,7 +35,7 @@ def health():
     """Always 200, like the original: the body says what state the proxy is in."""
     state = _state()
     config = state.config
-    status = "draining" if state.capacity.draining else ("degraded" if state.problems else "ok")
+    status = "draining" if state.capacity.draining else "ok"
     return jsonify(
         status=status,
         variant=config.variant,
@@ -44,5 +46,4 @@ def health():
         token_counting=config.token_counting_enabled,
         rate_limit=state.limiter.snapshot() if state.limiter else {"enabled": False},
         quota=state.quota.snapshot() if state.quota else {"enabled": False},
-        problems=state.problems,
     )

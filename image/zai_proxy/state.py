@@ -33,5 +33,3 @@ class ProxyState:
     tokens: object | None = None
     quota: object | None = None
     wait: Callable[[float, threading.Event], bool] = cancellable_wait
-    # Reasons /readyz answers 503 (e.g. a tokenizer that failed to load); empty when ready.
-    problems: list[str] = dataclasses.field(default_factory=list)
