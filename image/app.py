@@ -5,7 +5,7 @@ This module only wires the pieces of `zai_proxy` together; each piece does one j
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, request
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
 
@@ -61,7 +61,6 @@ def create_app(config: config_module.Config | None = None, *,
     pipeline = Pipeline(state)
 
     def proxied(rest: str = ""):
-        from flask import request
         return pipeline.handle(request.path)
 
     app.add_url_rule("/", "proxied_root", proxied, methods=PROXIED_METHODS)
@@ -69,7 +68,6 @@ def create_app(config: config_module.Config | None = None, *,
 
     @app.errorhandler(405)
     def method_not_allowed(_exc):
-        from flask import request
         message = f"Method {request.method} is not allowed on {request.path}."
         return (error_body(family_for_path(request.path), 405, message, "method_not_allowed"),
                 405, {"Content-Type": "application/json"})

@@ -53,5 +53,3 @@ class RequestLog:
         if exchange.usage:
             fields["usage"] = exchange.usage
         self._log.info("request", extra={"fields": fields})
-
-
