@@ -89,14 +89,19 @@ class Served:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr_path = log_dir / f"image-{self.port}.stderr"
+        self.stdout_path = log_dir / f"image-{self.port}.stdout"
         env = {"ZAI_API_KEY": "dummy", "PORT": str(self.port), **env}
         self.proc = subprocess.Popen(
             self.container.command(image.config["Cmd"], env=env, tmpfs_tmp=True),
-            stdout=subprocess.DEVNULL, stderr=open(self.stderr_path, "wb"))
+            stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"))
         self.seen: dict[int, psutil.Process] = {}
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
+
+    def stdout(self) -> str:
+        """gunicorn's and the proxy's JSON log lines."""
+        return self.stdout_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -278,8 +283,10 @@ def test_cmd_runs_as_uid_10001_from_the_app_dir(canary):
 
 
 def test_cmd_starts_without_errors(canary):
-    errors = [line for line in canary.stderr().splitlines() if "[ERROR]" in line
-              or "Traceback" in line]
+    lines = canary.stdout().splitlines()
+    assert any('"Booting worker' in line for line in lines)   # the log really is read
+    errors = [line for line in lines + canary.stderr().splitlines()
+              if '"level": "error"' in line or "[ERROR]" in line or "Traceback" in line]
     assert errors == []
 
 
