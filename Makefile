@@ -54,5 +54,18 @@ run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY)
 	@test -n "$$ZAI_API_KEY$$ZAI_API_KEY_FILE" || { echo "set ZAI_API_KEY (or ZAI_API_KEY_FILE) first" >&2; exit 2; }
 	cd image && PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/.cache/metrics} ../$(PY) -m gunicorn -c gunicorn.conf.py app:app
 
+BENCH_VENV := .venv-bench
+
+# LiteLLM (the benchmark's Python peer) lives in its own venv: its dependencies must not meet ours.
+$(BENCH_VENV)/.installed: bench/requirements-litellm.txt
+	test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/pip install -q -r bench/requirements-litellm.txt
+	touch $@
+
+bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, LiteLLM, nginx: bench/results/ (~11 min on 2 cores; BENCH_ARGS=--quick)
+	@command -v nginx >/dev/null && command -v wrk >/dev/null || bash scripts/install-tools.sh
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 clean: ## remove run artefacts (keeps .venv and .tools)
 	rm -rf out .pytest_cache .hypothesis

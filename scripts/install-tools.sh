@@ -102,9 +102,9 @@ fi
 "$BIN/helm" unittest --help >/dev/null || { log "helm unittest plugin does not run"; exit 1; }
 
 # Debian packages: promtool and a real Prometheus, Redis for the shared rate-limit tests,
-# nginx for the benchmarks, buildah and debootstrap for the image check (scripts/build-image.sh).
+# nginx and wrk for the benchmarks, buildah and debootstrap for the image check (scripts/build-image.sh).
 # apt-get update runs once, and only when something is missing.
-declare -A want=([promtool]=prometheus [prometheus]=prometheus [redis-server]=redis-server [nginx]=nginx-light [buildah]=buildah [debootstrap]=debootstrap)
+declare -A want=([promtool]=prometheus [prometheus]=prometheus [redis-server]=redis-server [nginx]=nginx-light [wrk]=wrk [buildah]=buildah [debootstrap]=debootstrap)
 missing=()
 for cmd in "${!want[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
