@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every offline check of the Helm chart, its examples and the CI workflows (`make test-chart`):
 #   helm lint --strict per values file, helm-unittest, kubeconform -strict on every render and on
-#   examples/argocd, actionlint, kube-score, helm-docs freshness, then the monitoring checks.
+#   examples/argocd, actionlint, kube-score, kube-linter's checks, helm-docs freshness, then the
+#   monitoring checks.
 # Prints one line per check and exits non-zero when any fails (all checks still run).
 # Tools come from `make tools` (.tools/bin); core schemas from the kubernetes-validate package.
 set -uo pipefail
@@ -140,6 +141,19 @@ EOF
     return $rc
 }
 check "kube-score (renders, exclusions explained in .kube-score.yaml)" kube_score_all "$OUT"/renders/*.yaml
+
+# --- kube-linter's checks ----------------------------------------------------------------------
+# golang.stackrox.io/kube-linter is refused by the reachable Go module proxy, so its default checks
+# run from scripts/kube_lint.py, configured by .kube-linter.yaml (kube-linter's own format, every
+# exclusion explained); the real binary is used instead whenever one is on PATH.
+kube_linter_all() {
+    if command -v kube-linter >/dev/null 2>&1; then
+        kube-linter lint --config .kube-linter.yaml "$@"
+    else
+        "$PY" scripts/kube_lint.py --config .kube-linter.yaml "$@"
+    fi
+}
+check "kube-linter checks (renders, exclusions explained in .kube-linter.yaml)" kube_linter_all "$OUT"/renders/*.yaml
 
 # --- actionlint --------------------------------------------------------------------------------
 if compgen -G ".github/workflows/*.yml" >/dev/null; then
