@@ -54,6 +54,16 @@ def test_bad_values_name_the_variable(env, variable):
         config.load(env)
 
 
+def test_a_key_with_a_line_break_is_refused_without_printing_it(tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-secret-value\nrotated by ops\n")
+    with pytest.raises(config.ConfigError, match="ZAI_API_KEY_FILE") as refused:
+        config.load({"ZAI_API_KEY_FILE": str(key_file)})
+    assert "sk-secret-value" not in str(refused.value)
+    with pytest.raises(config.ConfigError, match="PROXY_API_KEYS"):
+        config.load({"ZAI_API_KEY": "k", "PROXY_API_KEYS": "a,b\x07c"})
+
+
 def test_durations_and_variant_sanitising():
     cfg = config.load({"ZAI_API_KEY": "k", "UPSTREAM_READ_TIMEOUT": "5m",
                        "UPSTREAM_CONNECT_TIMEOUT": "250ms", "GRACEFUL_TIMEOUT": "90",

@@ -103,8 +103,21 @@ class _Reader:
                 raise ConfigError(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
             if not value:
                 raise ConfigError(f"{name}_FILE={path!r} is empty")
-            return value
-        return self.raw(name)
+            return _printable(f"{name}_FILE", value)
+        value = self.raw(name)
+        return value if value is None else _printable(name, value)
+
+
+def _printable(name: str, secret: str) -> str:
+    """A secret that is sent as a header value: no line breaks or control characters.
+
+    A pasted note on a second line of a key file would otherwise make every upstream call fail
+    in a way that quotes the header, key included, in the exception. The message names the
+    variable, never the value."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7f for c in secret):
+        raise ConfigError(f"{name} contains a line break or a control character; a key must be "
+                          "a single line")
+    return secret
 
 
 def _check_bounds(name, value, minimum, maximum):
