@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
@@ -252,6 +252,10 @@ def test_with_counting_rate_limit_and_keys_on(counting_proxy, upstream, session,
 
 
 @fuzz(100)
+# Found by the long profile: a line feed in the path matches no Flask route (the `path` converter
+# stops at it), so Flask's own HTML 404 answers instead of the family's JSON.
+@example(prefix="/v1/", rest="\n", method="GET")
+@example(prefix="/v1/", rest="messages\n", method="POST")
 @given(prefix=st.sampled_from(["/v1/", "/api/", "/api/anthropic/", "/api/paas/v4/", "/", "/v1",
                                "/admin/", "/metrics/", "/health/"]),
        rest=st.text(max_size=40), method=st.sampled_from(["GET", "POST", "DELETE", "PATCH"]))
