@@ -26,7 +26,8 @@ PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 def create_app(config: config_module.Config | None = None, *,
                registry: CollectorRegistry | None = None, wait=cancellable_wait) -> Flask:
     config = config or config_module.load()
-    logs.setup(config.log_level)
+    logs.setup(config.log_level, secrets=(config.zai_api_key, config.admin_token,
+                                          *config.proxy_api_keys))
     registry = registry or CollectorRegistry()
     metrics = Metrics(config.variant, registry, config.model_labels)
     metrics.build_info.labels(config.version, config.commit, config.build_time,

@@ -94,3 +94,21 @@ def test_a_missing_tokenizer_stops_the_server_with_a_clear_message(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "configuration error" in result.stderr and "TIKTOKEN_CACHE_DIR" in result.stderr
+
+
+def test_log_lines_never_carry_a_configured_secret():
+    import logging
+
+    from zai_proxy import logs
+    logs.setup("info", secrets=("zai-secret-key-123", "client-key-456", None))
+    formatter = logs.JsonFormatter()
+    try:
+        raise ValueError("Invalid header value b'Bearer zai-secret-key-123'")
+    except ValueError:
+        import sys
+        record = logging.LogRecord("t", logging.ERROR, __file__, 1, "client-key-456 failed",
+                                   None, sys.exc_info())
+    line = formatter.format(record)
+    assert "zai-secret-key-123" not in line and "client-key-456" not in line
+    assert line.count("[redacted]") >= 2     # the message, the exception (and its source line)
+    logs.setup("info")

@@ -12,8 +12,21 @@ import sys
 
 
 
+# Secrets of this process (Z.AI key, client keys, admin token), set by setup(). Nothing should
+# ever log them; this is the second line of defence, for an exception message that quotes one.
+_SECRETS: tuple[str, ...] = ()
+REDACTED = "[redacted]"
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        line = self._format(record)
+        for secret in _SECRETS:
+            if secret in line:
+                line = line.replace(secret, REDACTED)
+        return line
+
+    def _format(self, record: logging.LogRecord) -> str:
         line = {"ts": round(record.created, 3), "level": record.levelname.lower(),
                 "logger": record.name, "msg": record.getMessage()}
         fields = getattr(record, "fields", None)
@@ -24,7 +37,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str)
 
 
-def setup(level: str) -> None:
+def setup(level: str, secrets=()) -> None:
+    global _SECRETS
+    # Longest first, so a key that contains another is redacted whole.
+    _SECRETS = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
