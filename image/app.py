@@ -67,6 +67,15 @@ def create_app(config: config_module.Config | None = None, *,
     app.add_url_rule("/", "proxied_root", proxied, methods=PROXIED_METHODS)
     app.add_url_rule("/<path:rest>", "proxied", proxied, methods=PROXIED_METHODS)
 
+    # What the catch-all route cannot match (e.g. a control character in the path) and wrong
+    # methods on service endpoints still answer in the caller's family format.
+    @app.errorhandler(404)
+    def not_found(_exc):
+        message = "No route for this path. Use /v1/chat/completions (OpenAI), /v1/messages " \
+                  "(Anthropic) or Z.AI's own /api/... paths."
+        return (error_body(family_for_path(request.path), 404, message, "unknown_route"),
+                404, {"Content-Type": "application/json"})
+
     @app.errorhandler(405)
     def method_not_allowed(_exc):
         message = f"Method {request.method} is not allowed on {request.path}."
