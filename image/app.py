@@ -5,6 +5,8 @@ This module only wires the pieces of `zai_proxy` together; each piece does one j
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Flask, request
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
@@ -27,7 +29,8 @@ def create_app(config: config_module.Config | None = None, *,
                registry: CollectorRegistry | None = None, wait=cancellable_wait) -> Flask:
     config = config or config_module.load()
     logs.setup(config.log_level, secrets=(config.zai_api_key, config.admin_token,
-                                          *config.proxy_api_keys))
+                                          *config.proxy_api_keys,
+                                          urlsplit(config.rate_limit_storage_uri).password))
     registry = registry or CollectorRegistry()
     metrics = Metrics(config.variant, registry, config.model_labels)
     metrics.build_info.labels(config.version, config.commit, config.build_time,

@@ -64,6 +64,13 @@ def test_a_key_with_a_line_break_is_refused_without_printing_it(tmp_path):
         config.load({"ZAI_API_KEY": "k", "PROXY_API_KEYS": "a,b\x07c"})
 
 
+def test_storage_uri_may_come_from_a_file(tmp_path):
+    uri_file = tmp_path / "uri"
+    uri_file.write_text("redis://:s3cret@redis:6379/0\n")
+    cfg = config.load({"ZAI_API_KEY": "k", "RATE_LIMIT_STORAGE_URI_FILE": str(uri_file)})
+    assert cfg.rate_limit_storage_uri == "redis://:s3cret@redis:6379/0"
+
+
 def test_durations_and_variant_sanitising():
     cfg = config.load({"ZAI_API_KEY": "k", "UPSTREAM_READ_TIMEOUT": "5m",
                        "UPSTREAM_CONNECT_TIMEOUT": "250ms", "GRACEFUL_TIMEOUT": "90",

@@ -262,7 +262,8 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     if not rate_min <= rate_initial <= rate_max:
         raise ConfigError(f"RATE_LIMIT_INITIAL={rate_initial} must lie between RATE_LIMIT_MIN="
                           f"{rate_min} and RATE_LIMIT_MAX={rate_max}")
-    storage_uri = r.string("RATE_LIMIT_STORAGE_URI", "memory://")
+    # A secret: a Redis URI carries its password, so it may come from a mounted file.
+    storage_uri = r.secret("RATE_LIMIT_STORAGE_URI") or "memory://"
     if not re.match(r"^(memory|redis|rediss|redis\+sentinel|redis\+cluster)://", storage_uri):
         raise ConfigError("RATE_LIMIT_STORAGE_URI must start with memory:// or redis:// "
                           "(or rediss://, redis+sentinel://, redis+cluster://)")
