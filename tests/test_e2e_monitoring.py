@@ -1,0 +1,273 @@
+"""Monitoring proven end to end (issue 5): real proxies configured from `helm template`, a real
+Prometheus scraping them as the rendered ServiceMonitors say, the rendered PrometheusRules (only
+`for` divided by 60, so 5m becomes 5s) and the dashboard's own panel queries.
+
+Three runs: a healthy canary (panels, labels, no alert, scrapes under a full in-flight cap), a
+canary with added latency (its latency alerts fire, nothing else), and `python -m tests.e2e` itself
+(what `make demo` runs) with DEMO_CANARY_FAULT=errors, stopped with SIGTERM mid-run (its error
+alerts fire, it writes out/demo-like files and leaves no process behind).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.chart import render
+from tests.chart.dashboard_queries import substitute
+from tests.e2e import report
+from tests.e2e.processes import group_leftovers, session_leftovers
+from tests.e2e.stack import DEMO_ZAI_KEY, ROOT, Stack, StackSettings
+from tests.e2e.traffic import Traffic, held_streams
+
+pytestmark = pytest.mark.timeout(300)
+
+SETTINGS = StackSettings(interval="1s", for_factor=60)
+RATE_INTERVAL = "20s"
+RATES = {"production": 4.0, "canary": 3.0}
+NAMESPACES = {"production": "mcp", "canary": "devpod"}
+
+
+def chart_alerts() -> set[str]:
+    return {name for release in (render.PRODUCTION, render.CANARY)
+            for name in render.alerts(render.rule_spec(release))}
+
+
+def wait_until(check, timeout: float, interval: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(interval)
+
+
+def assert_no_process_left(pids: list[int]) -> None:
+    """Nothing left of the stack's children: each led its own process group (gunicorn workers,
+    anything they forked), so no live process may remain in those groups."""
+    left = [(p.pid, " ".join(p.cmdline())[:120]) for p in group_leftovers(pids)]
+    assert left == [], f"processes left behind: {left}"
+
+
+# -- healthy canary ------------------------------------------------------------------------------
+@pytest.fixture(scope="class")
+def healthy(tmp_path_factory):
+    stack = Stack(tmp_path_factory.mktemp("healthy"), SETTINGS).start()
+    ready = time.time()
+    traffic = Traffic(stack.pods, RATES).start()
+    try:
+        # At least 30 s of traffic (past every shortened `for`, at most 15 s) and past the first
+        # 1302 and 1305 429s of each variant (requests 29 and 69: 17 s in for production, 23 s
+        # for the canary, later on a busy machine), then a few scrapes.
+        time.sleep(30)
+        assert wait_until(lambda: all(sum(c.values()) > 72 for c in traffic.totals().values()),
+                          30), traffic.totals()
+        time.sleep(3)
+        yield stack, traffic, ready
+    finally:
+        pids = stack.children.pids()
+        traffic.stop()
+        stack.stop()
+        assert_no_process_left(pids)
+
+
+class TestHealthyCanary:
+    """One stack, torn down before the fault runs start (so they do not share the CPU)."""
+
+    def test_every_panel_query_returns_data_for_the_variants_it_should(self, healthy):
+        stack, traffic, _ = healthy
+        snap = report.snapshot(stack.prometheus, RATE_INTERVAL)
+        for q in report.panel_queries():
+            label = report.target_label(q)
+            values = snap.targets[q.title][label]
+            if "rejected" in label:
+                # Traffic below RATE_LIMIT_INITIAL is never refused: no rejection series at all.
+                expected = set()
+            elif q.token_panel:
+                expected = {"canary"}  # only the canary counts tokens (values files)
+            else:
+                expected = {"production", "canary"}
+            assert snap.series[q.title][label] == expected, (q.title, label, values)
+            for variant in expected:
+                value = values[variant]
+                assert value is not None and math.isfinite(value), (q.title, label)
+
+        panels = snap.panels()
+        assert 3.0 <= panels["Request rate"]["production"] <= 4.8, panels["Request rate"]
+        assert 2.2 <= panels["Request rate"]["canary"] <= 3.6, panels["Request rate"]
+        assert panels["Error rate (5xx)"] == {"production": 0.0, "canary": 0.0}
+        assert panels["Tokens per second"]["canary"] > 10
+        assert panels["Estimated cost (USD per hour)"]["canary"] > 0
+        # The admission rate the limiter starts at is the chart's RATE_LIMIT_INITIAL.
+        initial = float(stack.container_env("production")["RATE_LIMIT_INITIAL"])
+        assert panels["Rate limiter: admission rate, rejections and waits"] == {
+            "production": initial, "canary": initial}
+        util = panels["Concurrency and worker utilization"]
+        assert 0 < util["production"] < 0.5 and 0 < util["canary"] < 0.5, util
+        # The 429s are classified and retried: the Z.AI errors panel names their class and code.
+        zai = stack.prometheus.query(substitute(
+            next(q.expr for q in report.panel_queries() if q.title.startswith("Z.AI errors")),
+            rate_interval="1m"))
+        assert {(s["metric"]["deployment_variant"], s["metric"]["class"], s["metric"]["code"])
+                for s in zai} == {(v, c, code) for v in ("production", "canary")
+                                  for c, code in (("concurrency", "1302"), ("frequency", "1305"))}
+        assert set(traffic.totals()["production"]) == {"200"}
+        assert set(traffic.totals()["canary"]) == {"200"}
+
+
+    def test_deployment_variant_on_every_scraped_series_and_no_exported_variant(self, healthy):
+        stack, _, _ = healthy
+        prom = stack.prometheus
+        series = prom.query('{job=~".+"}')
+        assert len(series) > 100
+        names = {s["metric"]["__name__"] for s in series}
+        assert {"up", "zai_proxy_requests_total", "zai_proxy_build_info"} <= names
+        for s in series:
+            labels = s["metric"]
+            variant = labels.get("deployment_variant")
+            assert variant in NAMESPACES, labels
+            assert labels["namespace"] == NAMESPACES[variant], labels
+            if labels["__name__"].startswith("zai_proxy_"):
+                assert labels["variant"] == variant, labels  # the app's own label, untouched
+        assert "exported_variant" not in prom.label_names()
+        assert prom.query('count({exported_variant!=""})') == []
+        pods = {s["metric"]["pod"] for s in series}
+        assert pods == {p.name for p in stack.all_pods()}
+
+
+    def test_healthy_canary_fires_no_alert(self, healthy):
+        stack, _, ready = healthy
+        prom = stack.prometheus
+        states = prom.alert_states()
+        assert set(states) == chart_alerts()
+        assert set(states.values()) == {"inactive"}, states
+        # Not a single pending or firing evaluation since the targets were up (ALERTS has a series
+        # for every evaluation in which an alert was pending or firing).
+        assert prom.query_range("ALERTS", ready, time.time(), 1) == []
+
+
+    def test_no_secret_in_any_log(self, healthy):
+        stack, _, _ = healthy
+        logs = [c.log for c in stack.children.started]
+        assert len(logs) == 2 + len(stack.all_pods()) + 1
+        for log in logs:
+            assert DEMO_ZAI_KEY not in log.read_text(errors="replace"), log
+
+
+    def test_scrapes_keep_succeeding_while_max_workers_streams_are_in_flight(self, healthy):
+        stack, traffic, _ = healthy
+        prom = stack.prometheus
+        targets = [stack.pods["canary"][0], stack.pods["production"][0]]
+        caps = {p.name: int(p.env["MAX_WORKERS"]) for p in targets}
+        assert caps == {targets[0].name: 10, targets[1].name: 20}  # the values files' maxWorkers
+        with traffic.paused():
+            with held_streams(targets[0], caps[targets[0].name], 8) as canary_out, \
+                    held_streams(targets[1], caps[targets[1].name], 8) as production_out:
+                def full():
+                    result = prom.query("zai_proxy_concurrent_requests")
+                    seen = {s["metric"]["pod"]: float(s["value"][1]) for s in result}
+                    return all(seen.get(name) == cap for name, cap in caps.items())
+                assert wait_until(full, 10, 0.2), "Prometheus never scraped a full in-flight cap"
+                full_since = time.time()
+                # One more request to a full pod is refused: the cap really is in use.
+                with held_streams(targets[0], 1, 1) as extra:
+                    pass
+                assert extra == ["503"]
+                time.sleep(3)
+                window = f"{int(time.time() - full_since)}s"
+                def value(expr: str) -> float:
+                    return float(prom.query(expr)[0]["value"][1])
+
+                for name, cap in caps.items():
+                    sel = f'{{pod="{name}"}}'
+                    assert value(f"min_over_time(up{sel}[{window}])") == 1
+                    assert value(f"count_over_time(up{sel}[{window}])") >= 2
+                    in_flight = f"zai_proxy_concurrent_requests{sel}"
+                    assert value(f"min_over_time({in_flight}[{window}])") == cap
+                    assert value(f"max_over_time(scrape_duration_seconds{sel}[{window}])") < 0.5
+            assert canary_out == ["200"] * 10 and production_out == ["200"] * 20
+
+
+# -- canary with added latency -------------------------------------------------------------------
+LATENCY_ALERTS = {"ZaiProxyCanaryHighLatency", "ZaiProxyCanarySlowerThanProduction"}
+
+
+def test_canary_latency_fault_fires_the_latency_alerts_and_nothing_else(tmp_path):
+    peaks: dict[str, str] = {}
+    with Stack(tmp_path, SETTINGS) as stack:
+        pids = stack.children.pids()
+        traffic = Traffic(stack.pods, RATES, fault="latency").start()
+        try:
+            def fired():
+                report.raise_peaks(peaks, stack.prometheus.alert_states())
+                return all(peaks.get(a) == "firing" for a in LATENCY_ALERTS)
+            assert wait_until(fired, 75, 1), peaks
+            snap = report.snapshot(stack.prometheus, "1m")
+        finally:
+            traffic.stop(timeout=1)
+    assert_no_process_left(pids)
+    assert {a for a, s in peaks.items() if s != "inactive"} == LATENCY_ALERTS, peaks
+    p95 = snap.targets["Latency p50 / p95 / p99"]["p95"]
+    assert p95["canary"] > 10 and p95["production"] < 2, p95
+    assert snap.panels()["Error rate (5xx)"] == {"production": 0.0, "canary": 0.0}
+
+
+# -- `make demo`'s entry point with DEMO_CANARY_FAULT=errors, stopped by SIGTERM -----------------
+ERROR_ALERTS = {"ZaiProxyCanaryHighErrorRate", "ZaiProxyCanaryDegradedVsProduction"}
+
+
+def test_demo_with_errors_fault_fires_error_alerts_writes_report_and_stops_on_sigterm(tmp_path):
+    out = tmp_path / "demo"
+    env = dict(os.environ, DEMO_CANARY_FAULT="errors", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.e2e", "--duration", "120", "--every", "2", "--interval",
+         "1s", "--for-factor", "60", "--fault-after", "0", "--rate-interval", RATE_INTERVAL,
+         "--out", str(out)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 90
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("alerts pending/firing:") and all(
+                    f"{a}=firing" in line for a in ERROR_ALERTS):
+                break
+            assert time.monotonic() < deadline, "".join(lines[-40:])
+        else:
+            pytest.fail("demo ended early:\n" + "".join(lines[-40:]))
+        os.kill(proc.pid, signal.SIGTERM)
+        rest, _ = proc.communicate(timeout=60)
+        lines.append(rest)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    output = "".join(lines)
+    assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "stopped everything it started" in output
+    assert session_leftovers(proc.pid) == [], "the demo left processes behind"
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["alerts"]) == chart_alerts()
+    active = {a for a, s in summary["alerts_peak"].items() if s != "inactive"}
+    assert active == ERROR_ALERTS, summary["alerts_peak"]
+    errors = summary["panels"]["Error rate (5xx)"]
+    # Every 5th canary request is an upstream 500 that the proxy does not retry.
+    assert 0.1 <= errors["canary"] <= 0.3 and errors["production"] == 0.0, errors
+    assert summary["panels"]["Tokens per second"]["production"] is None
+    assert summary["panels"]["Tokens per second"]["canary"] > 0
+    assert summary["traffic"]["canary"]["500"] > 0 and "500" not in summary["traffic"]["production"]
+    pngs = sorted(p.name for p in out.glob("panel-*.png"))
+    assert len(pngs) == len({q.title for q in report.panel_queries()})
+    text = (out / "report.md").read_text()
+    assert all(f"]({name})" in text for name in pngs)
+    assert "divided by 60" in text
+    assert DEMO_ZAI_KEY not in output
