@@ -54,6 +54,9 @@ run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY)
 	@test -n "$$ZAI_API_KEY$$ZAI_API_KEY_FILE" || { echo "set ZAI_API_KEY (or ZAI_API_KEY_FILE) first" >&2; exit 2; }
 	cd image && PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/.cache/metrics} ../$(PY) -m gunicorn -c gunicorn.conf.py app:app
 
+demo: venv tools tiktoken-cache ## fake Z.AI + both variants + real Prometheus, no cluster/key: panels and alerts to out/demo/ (DEMO_CANARY_FAULT=errors|latency)
+	$(PY) -m tests.e2e
+
 BENCH_VENV := .venv-bench
 
 # LiteLLM (the benchmark's Python peer) lives in its own venv: its dependencies must not meet ours.
