@@ -70,5 +70,8 @@ bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, Lite
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || bash scripts/install-tools.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+reliability: venv tiktoken-cache tools ## fault and load suite: fault → expected → observed table, out/reliability/ (~14 min; RELIABILITY_ARGS=--fast: ~2 min)
+	$(PY) -m tests.reliability $(RELIABILITY_ARGS)
+
 clean: ## remove run artefacts (keeps .venv and .tools)
 	rm -rf out .pytest_cache .hypothesis
