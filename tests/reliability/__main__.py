@@ -1,6 +1,6 @@
 """`make reliability`: the whole fault and load suite, one table, non-zero exit on any mismatch.
 
-    python -m tests.reliability                      # everything, full size (about 20 min)
+    python -m tests.reliability                      # everything, full size (about 14 min)
     python -m tests.reliability --fast               # the size `make test` runs (~2 min)
     python -m tests.reliability --only client,load   # some groups
     python -m tests.reliability --soak-seconds 120
