@@ -96,6 +96,14 @@ def extra(args, traffic: Traffic | None, started: float) -> dict:
     }
 
 
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it lies under it (as the user typed)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def print_snapshot(snap: report.Snapshot, elapsed: float, traffic: Traffic) -> None:
     print(f"\n=== t+{elapsed:.0f}s  canary fault: {traffic.fault}"
           f"{' (active)' if traffic.fault_active() else ''}  requests: "
@@ -151,8 +159,8 @@ def run(args: argparse.Namespace, signals: Signals) -> int:
         images = report.plot_panels(stack.prometheus, args.out, started_wall, end,
                                     args.rate_interval, marks)
         path = report.write_report(args.out, snap, peaks, images, info)
-        print(f"\nzai-proxy demo: wrote {args.out / 'summary.json'}, {path} and {len(images)} PNGs",
-              flush=True)
+        print(f"\nzai-proxy demo: wrote {_shown(args.out / 'summary.json')}, {_shown(path)} and "
+              f"{len(images)} PNGs", flush=True)
     except KeyboardInterrupt:
         interrupted = signals.signum or signal.SIGINT
         print("\nzai-proxy demo: interrupted", flush=True)

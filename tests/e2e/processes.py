@@ -49,9 +49,11 @@ class Child:
     def _group_alive(self) -> bool:
         try:
             os.killpg(self.pid, 0)
-            return True
         except (ProcessLookupError, PermissionError):
             return False
+        # Killed workers of a killed master are orphans that stay zombies until init reaps them:
+        # gone, only not yet counted as such.
+        return bool(group_leftovers([self.pid]))
 
     def _signal_group(self, sig: int) -> None:
         try:
@@ -61,9 +63,15 @@ class Child:
 
     def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> None:
         """`sig` to the group, then SIGKILL to whatever is left after `timeout` seconds."""
+        self.terminate(sig)
+        self.wait_or_kill(time.monotonic() + timeout)
+
+    def terminate(self, sig: int = signal.SIGTERM) -> None:
         if self.alive():
             self._signal_group(sig)
-        deadline = time.monotonic() + timeout
+
+    def wait_or_kill(self, deadline: float) -> None:
+        """Wait for the group to end until `deadline` (monotonic), then SIGKILL what is left."""
         while time.monotonic() < deadline:
             self.proc.poll()  # reap the leader so the group check sees it gone
             if not self._group_alive():
@@ -96,12 +104,21 @@ class Children:
         self.started.append(child)
         return child
 
-    def stop_all(self, timeout: float = 15.0, first: tuple[str, ...] = ()) -> None:
-        """Stop the children named in `first` in that order, then the others newest first."""
+    def stop_all(self, timeout: float = 15.0, first: tuple[str, ...] = (),
+                 together: tuple[str, ...] = ()) -> None:
+        """Stop the children named in `first` in that order, then those named in `together` all
+        at once (one shared grace period), then the others newest first."""
         for name in first:
             for child in [c for c in self.started if c.name == name]:
                 child.stop(timeout)
                 self.started.remove(child)
+        group = [c for c in self.started if c.name in together]
+        for child in group:
+            child.terminate()
+        deadline = time.monotonic() + timeout
+        for child in group:
+            child.wait_or_kill(deadline)
+            self.started.remove(child)
         while self.started:
             self.started.pop().stop(timeout)
 

@@ -162,7 +162,8 @@ class Stack:
         # canary answer takes 11 s); then the proxies (SIGTERM, as Kubernetes sends, and SIGKILL
         # after a short grace: requests cut from the fake are retried with backoff, which would
         # keep a proxy draining for 7 s), Redis last because the production pods use it.
-        self.children.stop_all(timeout=POD_GRACE_SECONDS, first=("prometheus", "fake-zai"))
+        self.children.stop_all(timeout=POD_GRACE_SECONDS, first=("prometheus", "fake-zai"),
+                               together=tuple(p.name for p in self.all_pods()))
 
     def __enter__(self) -> "Stack":
         return self.start()
