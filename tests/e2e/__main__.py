@@ -114,6 +114,9 @@ def print_snapshot(snap: report.Snapshot, elapsed: float, traffic: Traffic) -> N
 
 
 def run(args: argparse.Namespace, signals: Signals) -> int:
+    # A previous run's files go first, so out/ never mixes two runs.
+    for old in [*args.out.glob("panel-*.png"), args.out / "summary.json", args.out / "report.md"]:
+        old.unlink(missing_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="zai-proxy-demo-"))
     stack = Stack(workdir, StackSettings(interval=args.interval, for_factor=args.for_factor))
     atexit.register(stack.stop)
@@ -152,8 +155,6 @@ def run(args: argparse.Namespace, signals: Signals) -> int:
         report.raise_peaks(peaks, snap.alerts)
         info = extra(args, traffic, started)
         report.write_summary(args.out, snap, peaks, info)
-        for old in args.out.glob("panel-*.png"):
-            old.unlink()
         marks = {f"canary fault: {args.fault}": started_wall + args.fault_after} \
             if args.fault != "none" else {}
         images = report.plot_panels(stack.prometheus, args.out, started_wall, end,
