@@ -24,6 +24,7 @@ class Meter:
         self._t0 = time.monotonic()
         self._cores0 = psutil.cpu_times(percpu=True)
         self._c0 = self.contestant.cpu_seconds() if self.contestant else 0.0
+        self._k0 = self.contestant.cpu_ticks_seconds() if self.contestant else 0.0
         self._f0 = self.fake.cpu_seconds() if self.fake else 0.0
         self._load0 = os.getloadavg()[0]
         return self
@@ -31,8 +32,13 @@ class Meter:
     def __exit__(self, *exc) -> None:
         self.seconds = time.monotonic() - self._t0
         cores1 = psutil.cpu_times(percpu=True)
-        self.contestant_cpu_s = (self.contestant.cpu_seconds() - self._c0) if self.contestant \
-            else 0.0
+        self.contestant_cpu_s = 0.0
+        if self.contestant:
+            precise = self.contestant.cpu_seconds() - self._c0
+            ticks = self.contestant.cpu_ticks_seconds() - self._k0
+            # Threads that exited took their scheduler clock with them; the tick count (10 ms
+            # resolution) still has it: prefer it when it is clearly larger.
+            self.contestant_cpu_s = ticks if ticks > precise + 0.05 else precise
         self.fake_cpu_s = (self.fake.cpu_seconds() - self._f0) if self.fake else 0.0
         self.core_busy = []
         for before, after in zip(self._cores0, cores1):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import charts
-from .contestants import LABELS, NAMES
+from .contestants import LABELS, ORDER as NAMES
 
 MIB = 1024 * 1024
 
@@ -33,7 +33,11 @@ def _s(cell, digits=2):
 
 
 def _x(value):
-    return "–" if value is None else f"{value:.2f}×"
+    if value is None:
+        return "–"
+    if 0 <= value < 0.001:
+        return "< 0.001×"
+    return f"{value:.3f}×" if abs(value) < 0.1 else f"{value:.2f}×"
 
 
 def _targets(figures) -> list[str]:
@@ -94,7 +98,8 @@ def _streaming(figures, raw, chart) -> list[str]:
              f"(`{s['model'].split('@', 1)[1]}`). Clients start staggered over "
              f"{s['stagger_s']} s and run {s['warmup_streams_per_client']} unmeasured stream "
              "first, so measured streams overlap in a steady state. TTFT = request sent → first "
-             "content event; gap = time between consecutive content events at the client.", ""]
+             "content event; gap = time between consecutive content events at the client. "
+             f"Ratios to a peer are left out where the peer adds under 0.5 ms (noise).", ""]
     for level in st["ratios"]:
         lines += [f"**{level} concurrent stream{'s' if level != '1' else ''}**", "",
                   "| contestant | TTFT p50 ms | added TTFT p50 | added TTFT p99 | gap p99 ms | "
@@ -127,7 +132,10 @@ def _held(figures, raw, chart) -> list[str]:
              f"and held together, N in {', '.join(map(str, h['levels']))}; a fresh process per "
              "contestant; stops at the first level with an error. RSS per extra stream = (peak "
              "RSS during the level − RSS before the first level) ÷ N, all processes of the "
-             f"contestant (zai-proxy: MAX_WORKERS={h['max_workers']}).", "",
+             f"contestant (zai-proxy: MAX_WORKERS={h['max_workers']}). A stream is an error "
+             f"when it fails or takes over {h.get('timeout_s', '?')} s; a contestant gets "
+             f"{h.get('budget_s', '?')} s, past which no higher level is started. The direct "
+             "path runs the largest level only (it shows the fake and the client hold it).", "",
              "| contestant | most streams, no error | base RSS MiB | "
              + " | ".join(f"KiB/stream @{lvl}" for lvl in h["levels"]) + " | first failure |",
              "|---|---|---|" + "---|" * len(h["levels"]) + "---|"]
@@ -136,13 +144,24 @@ def _held(figures, raw, chart) -> list[str]:
         if not cell:
             continue
         most = f"{cell['max_streams_without_error']:,}" + (
-            " (all levels)" if cell["all_levels_passed"] else "")
+            " (all levels)" if cell["all_levels_passed"] else
+            " (time budget)" if cell.get("not_tried_time_budget") else "")
         per = " | ".join(_n(cell["rss_per_stream_kib"].get(str(lvl)), 0) for lvl in h["levels"])
         fail = cell["first_failure"]
-        fail_text = (f"{fail['level']}: {fail['errors']}, lost {fail['lost_chunks']}"
-                     if fail else "–")
+        fail_text = (f"{fail['level']}: " + ", ".join(
+            f"{n} {kind}" for kind, n in fail["errors"].items())
+            + f"; {fail['lost_chunks']} chunks lost" if fail else "–")
         lines.append(f"| {LABELS[name]} | {most} | {_n(cell['rss_base_mib'], 1)} | {per} | "
                      f"{fail_text} |")
+    lines += ["", "Seconds until every stream of the level had its first token (streams are "
+              f"opened over {h['stagger_s']} s, so {h['stagger_s']} is the floor):", "",
+              "| contestant | " + " | ".join(f"@{lvl}" for lvl in h["levels"]) + " |",
+              "|---|" + "---|" * len(h["levels"])]
+    for name in NAMES:
+        cell = hc.get(name)
+        if cell:
+            lines.append(f"| {LABELS[name]} | " + " | ".join(
+                _n(cell["all_first_token_s"].get(str(lvl))) for lvl in h["levels"]) + " |")
     lines.append("")
     if chart:
         lines += [f"![held]({chart})", ""]
@@ -180,7 +199,8 @@ def _steady(figures, chart) -> list[str]:
         return []
     lines = ["## 5. Steady state", "",
              f"A fresh {LABELS[sd['contestant']]} serving {sd['total_requests']:,} non-streaming "
-             f"requests (16 clients, {sd['errors']} errors). RSS = master + worker.", "",
+             f"requests ({sd.get('concurrency') or '?'} connections, {sd['errors']} errors). "
+             "RSS = master + worker.", "",
              "| after | RSS MiB |", "|---|---|",
              f"| {sd['first_requests']:,} requests | {sd['rss_first_mib']} |",
              f"| {sd['warm_requests']:,} requests (end of warm-up) | {sd['rss_warm_mib']} |",
@@ -211,7 +231,10 @@ def _why(figures) -> list[str]:
             if cpu:
                 lines.append(f"- {LABELS[name]}: {cpu:,.0f} µs per request, core "
                              f"{share * 100:.0f} % busy → ceiling ≈ {1e6 / cpu:,.0f} req/s")
-    lines += ["", "Where that time goes inside zai-proxy (profiles) and the design changes that "
+    lines += ["", "A core share well under 100 % means the contestant is not CPU-bound: nginx "
+              "waits on the environment core (the fake and the client), zai-proxy on hand-offs "
+              "between its threads (GIL, the acceptor thread, the disconnect watcher).",
+              "", "Where that time goes inside zai-proxy (profiles) and the design changes that "
               "would meet the targets: `bench/README.md`, sections *Profile* and *Design "
               "changes*.", ""]
     return lines
@@ -226,8 +249,10 @@ def render(raw: dict, chart_files: dict) -> str:
              + (" — **quick smoke run, not comparable**" if m["quick"] else "")
              + f". Machine: {m['machine']['cpus']} × {m['machine']['cpu_model']}, "
              f"{m['machine']['memory_gib']} GiB. zai-proxy {m['versions']['zai_proxy_commit']}, "
-             f"LiteLLM {m['versions']['litellm']}, {m['versions']['nginx']}, "
-             f"{m['versions']['wrk']}, Python {m['versions']['python']}.", "",
+             f"LiteLLM {m['versions']['litellm']}, "
+             f"{(m['versions']['nginx'] or 'nginx ?').replace('nginx version: ', '')}, "
+             f"{(m['versions']['wrk'] or '').split(' [')[0]}, Python {m['versions']['python']}.",
+             "",
              "Reproduce: `make bench` (about 12 minutes on 2 cores). Raw runs and every figure: "
              "`latest.json` beside this file.", "",
              f"**CPU layout.** {m['layout']['meaning']}: contestant on CPU "
@@ -238,8 +263,10 @@ def render(raw: dict, chart_files: dict) -> str:
              "work shared the machine; every run's per-core busy share is in latest.json).", "",
              "**Settings.**", ""]
     lines += [f"- {k}: {v}" for k, v in m["settings"].items()]
-    lines.append(f"- repetitions: {m['plan']['reps']}; figures are the median, ranges are "
-                 "min–max over repetitions.")
+    lines.append(f"- repetitions: {m['plan']['reps']}, interleaved, contestant order rotated; "
+                 "figures are the median, ranges are min–max over repetitions. A run slower "
+                 f"than {m['plan'].get('slow_run_s', '?')} s (LiteLLM at high concurrency) is "
+                 "not repeated: a figure without a range there comes from one run.")
     lines.append("")
     lines += _targets(figures)
     lines += _why(figures)

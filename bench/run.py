@@ -94,13 +94,21 @@ def main(argv=None) -> int:
                         help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--out", default=None, help="results directory")
+    parser.add_argument("--contestants", default=",".join(C.NAMES),
+                        help=f"comma-separated subset of {','.join(C.ORDER)} (direct is always "
+                             "run: every figure is read against it)")
     parser.add_argument("--keep-work", action="store_true", help="keep process logs")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
+    names = ["direct"] + [n.strip() for n in args.contestants.split(",")
+                          if n.strip() and n.strip() != "direct"]
+    if set(names) - set(C.ORDER):
+        parser.error(f"unknown contestant(s): {', '.join(sorted(set(names) - set(C.ORDER)))}")
     plan = S.Plan.quick() if args.quick else S.Plan()
+    plan.held_contestants = tuple(n for n in C.ORDER if n in names)
     if args.reps:
         plan.reps = args.reps
     out_dir = Path(args.out) if args.out else (
@@ -126,7 +134,7 @@ def main(argv=None) -> int:
         shared = [s for s in ("nonstreaming", "streaming", "token_cost") if s in only]
         if shared:
             log("starting contestants")
-            S.start_all(ctx)
+            S.start_all(ctx, names)
             raw["contestants"] = {n: {"label": C.LABELS[n], "settings": r.settings}
                                   for n, r in ctx.running.items()}
             log("warm-up")
@@ -138,7 +146,7 @@ def main(argv=None) -> int:
         if "held" in only:
             log("scenario held (fresh processes)")
             raw["scenarios"]["held"] = S.held(ctx)
-        if "steady" in only:
+        if "steady" in only and "production" in names:
             log("scenario steady (fresh production proxy)")
             raw["scenarios"]["steady"] = S.steady(ctx)
         ok = True

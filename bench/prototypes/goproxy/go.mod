@@ -1,0 +1,3 @@
+module zai-proxy/bench/goproxy
+
+go 1.22
