@@ -25,6 +25,23 @@ WORKERS = 2
 MAX_WORKERS = 32
 THREADS = MAX_WORKERS // WORKERS + 8      # gunicorn threads per worker (threads_per_process)
 RSS_BOUND = 8 * MIB
+F_POOLED_SOCKET = "F8"
+
+
+def _f8_shaped(before: dict, after: dict, failed: list) -> bool:
+    """Whether every failure looks like finding F8 (a pooled upstream connection shut down
+    under another request): only connection-level upstream errors, and clients that saw either
+    a stream cut by an error event or a 502 after the retries. Anything else stays a plain
+    mismatch, so the soak keeps catching other regressions while F8 is open."""
+    f8_types = {"upstream_connection", "read_error", "empty_streaming"}
+    grown = set()
+    for name, labels in after:
+        if name == "zai_proxy_upstream_errors_total":
+            kind = dict(labels)["error_type"]
+            if metric_delta(before, after, name, error_type=kind) > 0:
+                grown.add(kind)
+    answers_ok = all((r.status == 200 and r.stream) or r.status == 502 for r in failed)
+    return grown <= f8_types and answers_ok
 
 
 def proxy_env() -> dict:
@@ -84,11 +101,12 @@ def run(stack: Stack, seconds: float, clients: int = 12, rss_bound: int = RSS_BO
                         "healthy upstream")
     if not idle:
         problems.append("concurrency gauge not back to 0")
+    finding = F_POOLED_SOCKET if problems and idle and _f8_shaped(before, after, failed) else ""
     rows.append(row(GROUP, f"soak {seconds:g} s, {clients} clients, {WORKERS} workers",
                     "every answer byte-exact; no upstream error or retry", problems,
                     f"{stats['requests']} requests ({stats['streams']} streams), "
                     f"{stats['per_second']}/s, p99 call {stats['call_p99_ms']} ms, 0 failed",
-                    "", **stats, upstream_errors=upstream_errors,
+                    finding, **stats, upstream_errors=upstream_errors,
                     retries=retries, seconds=round(elapsed, 1)))
 
     growth = {}
