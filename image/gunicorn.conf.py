@@ -64,6 +64,10 @@ def on_starting(server):
     os.makedirs(_config.multiproc_dir, exist_ok=True)
 
 
+def post_worker_init(worker):
+    worker.start_head_deadlines(_config.client_header_timeout)
+
+
 def child_exit(server, worker):
     from prometheus_client import multiprocess
     multiprocess.mark_process_dead(worker.pid, _config.multiproc_dir)

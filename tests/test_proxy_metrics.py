@@ -79,11 +79,17 @@ def test_streams_record_time_to_first_byte_and_full_duration(proxy):
     assert duration > 0.8            # the whole stream, not just until the headers
 
 
-def test_upstream_statuses_are_counted_as_upstream_errors(proxy):
+def test_upstream_statuses_are_counted_as_upstream_errors(start_proxy):
+    proxy = start_proxy(RATE_LIMIT_ENABLED="false", MAX_RETRIES="1")
     for _ in range(2):
-        requests.post(proxy.url + "/v1/chat/completions", json=CHAT,
-                      headers={"X-Fake-Scenario": "status;status=503"})
-    assert proxy.value("zai_proxy_upstream_errors_total", error_type="503") == 2
+        response = requests.post(proxy.url + "/v1/chat/completions", json=CHAT,
+                                 headers={"X-Fake-Scenario": "status;status=503"})
+        assert response.status_code == 503
+        assert response.headers["Retry-After"]          # added: the upstream sent none
+        assert response.headers["X-Zai-Error-Class"] == "overloaded"
+    # An overloaded upstream is retried once (MAX_RETRIES=1): every attempt is counted.
+    assert proxy.value("zai_proxy_upstream_errors_total", error_type="503") == 4
+    assert proxy.value("zai_proxy_retry_attempts_total", reason="overloaded") == 2
     assert proxy.value("zai_proxy_requests_total", status_code="503") == 2
 
 

@@ -21,12 +21,25 @@ log = logging.getLogger("zai_proxy.disconnect")
 class InFlight:
     """What the watcher needs to stop one request: its cancel flag and its upstream socket."""
 
-    __slots__ = ("cancel", "upstream_sock", "_lock")
+    __slots__ = ("cancel", "upstream_sock", "_lock", "_done")
 
     def __init__(self):
         self.cancel = threading.Event()
         self.upstream_sock: socket.socket | None = None
         self._lock = threading.Lock()
+        self._done = False
+
+    def forget_upstream(self) -> None:
+        """The upstream body was read to its end: urllib3 has put the connection back in its
+        pool, where it may already serve another request, so it must never be shut down."""
+        with self._lock:
+            self.upstream_sock = None
+
+    def finish(self) -> None:
+        """The request is over: a late hang-up notice must not touch anything."""
+        with self._lock:
+            self._done = True
+            self.upstream_sock = None
 
     def set_upstream_socket(self, sock) -> None:
         with self._lock:
@@ -36,6 +49,8 @@ class InFlight:
 
     def abort(self) -> None:
         with self._lock:
+            if self._done:
+                return
             self.cancel.set()
             if self.upstream_sock is not None:
                 _shutdown(self.upstream_sock)

@@ -16,7 +16,9 @@ import uuid
 
 import requests
 from flask import Response, request
+from gunicorn.http import errors as http_errors
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError
 
 from . import headers as hdrs
 from . import retry, routes, upstream, zai_errors
@@ -28,7 +30,11 @@ log = logging.getLogger("zai_proxy.proxy")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _JSON_TYPES = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
-_CLASSIFIED = (429, 529)
+# Statuses whose body is classified for a retry decision: Z.AI's 429s, and "overloaded"
+# (503, and 529 on the Anthropic surface), which also get a Retry-After when they reach the client.
+_CLASSIFIED = (429, 503, 529)
+_BAD_CHUNKING = (http_errors.InvalidChunkSize, http_errors.ChunkMissingTerminator,
+                 http_errors.InvalidChunkExtension)
 
 
 class ClientGone(Exception):
@@ -66,6 +72,7 @@ class Exchange:
         self._finished = True
         state, metrics = self.state, self.metrics
         upstream.bind_inflight(None)
+        self.inflight.finish()
         if self.watch_fd is not None:
             state.watcher.unwatch(self.watch_fd)
         if self.holds_slot:
@@ -131,13 +138,14 @@ class Pipeline:
         if state.capacity.draining:
             raise ProxyError(503, "The proxy is shutting down; retry on another instance.",
                              "draining", {"Retry-After": "1", "Connection": "close"})
+        # The body is read before a slot is taken, so a slow upload cannot hold one.
+        body = self._read_body()
         if not state.capacity.try_acquire():
             raise ProxyError(503, f"The proxy is at capacity ({config.max_workers} requests in "
                              "flight, MAX_WORKERS); retry shortly.", "at_capacity",
                              {"Retry-After": "1"})
         exchange.holds_slot = True
         upstream.bind_inflight(exchange.inflight)
-        body = self._read_body()
         state.metrics.request_size.labels(exchange.method, exchange.path_label,
                                           state.metrics.variant).observe(len(body))
         payload = self._parse_json(route, body) if body or route.expects_json else None
@@ -184,10 +192,29 @@ class Pipeline:
                              "invalid_api_key", {"WWW-Authenticate": "Bearer"})
 
     def _read_body(self) -> bytes:
-        limit = self.config.max_request_bytes
-        body = request.stream.read(limit + 1)
+        limit, timeout = self.config.max_request_bytes, self.config.client_body_timeout
+        sock = request.environ.get("gunicorn.socket")
+        if sock is not None:
+            sock.settimeout(timeout)      # the longest pause allowed between body bytes
+        try:
+            body = request.stream.read(limit + 1)
+        except TimeoutError:
+            raise ProxyError(408, f"The request body stopped arriving for {timeout:g} s "
+                             "(CLIENT_BODY_TIMEOUT).", "request_timeout",
+                             {"Connection": "close"}) from None
+        except _BAD_CHUNKING:
+            raise ProxyError(400, "The request body's chunked transfer encoding is invalid.",
+                             "invalid_body", {"Connection": "close"}) from None
+        except http_errors.NoMoreData:
+            raise ClientGone() from None
+        finally:
+            if sock is not None:
+                sock.settimeout(None)
         if len(body) > limit:
             raise _too_large(self.config)
+        declared = request.content_length
+        if declared is not None and len(body) < declared:
+            raise ClientGone()    # it left before sending what it announced: nothing to forward
         return body
 
     def _parse_json(self, route: routes.Route, body: bytes):
@@ -267,24 +294,29 @@ class Pipeline:
             if status >= 300 or exchange.method == "HEAD":
                 return self._buffered(exchange, response, self._read_or_fail(exchange, response))
             if _is_event_stream(response):
-                first = self._first_chunk(exchange, response)
+                first, failure = self._first_chunk(exchange, response)
                 if first:
                     return self._stream(exchange, response, first, accountant)
-                kind = "empty_streaming"
+                kind = failure or "empty_streaming"
             else:
-                raw = self._read_or_fail(exchange, response, retryable=True)
-                if raw is not None and _complete(response, raw):
+                raw, failure = self._read_upstream_body(exchange, response)
+                if failure is None and _complete(response, raw):
                     if accountant is not None:
                         accountant.on_body(raw)
                         exchange.usage = accountant.finish()
                     return self._buffered(exchange, response, raw)
-                kind = "truncated_response"
+                kind = failure or "truncated_response"
             response.close()
             metrics.upstream_error(kind)
-            decision = policy.on_bad_success(attempt, kind)
+            timed_out = kind == "upstream_timeout"
+            decision = (policy.on_network_error(attempt) if timed_out
+                        else policy.on_bad_success(attempt, kind))
             if decision.retry and attempt < self.config.max_retries:
                 attempt = self._wait_and_count(decision, cancel, attempt)
                 continue
+            if timed_out:
+                raise ProxyError(504, "The upstream stopped sending for longer than "
+                                 "UPSTREAM_READ_TIMEOUT.", kind)
             raise ProxyError(502, "The upstream answered 200 with an empty or cut body "
                              f"({kind}).", kind)
 
@@ -309,27 +341,39 @@ class Pipeline:
             raise ClientGone()
         return attempt + 1
 
-    def _read_or_fail(self, exchange, response, retryable=False):
-        """The whole upstream body; None (retryable) or 502 when the upstream breaks off."""
+    def _read_upstream_body(self, exchange, response) -> tuple[bytes, str | None]:
+        """(the whole upstream body, None) or (b"", failure kind) when the upstream breaks off
+        (truncated_response) or falls silent (upstream_timeout)."""
         try:
-            return upstream.read_all(response)
-        except (Urllib3Error, requests.RequestException, OSError):
+            raw = upstream.read_all(response)
+        except (Urllib3Error, requests.RequestException, OSError) as exc:
             response.close()
             if exchange.inflight.cancel.is_set():
                 raise ClientGone() from None
-            if retryable:
-                return None
-            self.state.metrics.upstream_error("read_error")
-            raise ProxyError(502, "The upstream connection broke while sending its answer.",
-                             "read_error") from None
+            return b"", _failure_kind(exc, "truncated_response")
+        # Read to its end, the connection is back in urllib3's pool and no longer ours to cut.
+        exchange.inflight.forget_upstream()
+        return raw, None
 
-    def _first_chunk(self, exchange, response) -> bytes:
+    def _read_or_fail(self, exchange, response) -> bytes:
+        """The whole upstream body of an answer passed through as it is; 502/504 if it breaks."""
+        raw, failure = self._read_upstream_body(exchange, response)
+        if failure is None:
+            return raw
+        kind = "upstream_timeout" if failure == "upstream_timeout" else "read_error"
+        self.state.metrics.upstream_error(kind)
+        if kind == "upstream_timeout":
+            raise ProxyError(504, "The upstream stopped sending for longer than "
+                             "UPSTREAM_READ_TIMEOUT.", kind)
+        raise ProxyError(502, "The upstream connection broke while sending its answer.", kind)
+
+    def _first_chunk(self, exchange, response) -> tuple[bytes, str | None]:
         try:
-            return upstream.read_some(response)
-        except (Urllib3Error, requests.RequestException, OSError):
+            return upstream.read_some(response), None
+        except (Urllib3Error, requests.RequestException, OSError) as exc:
             if exchange.inflight.cancel.is_set():
                 raise ClientGone() from None
-            return b""
+            return b"", _failure_kind(exc, "empty_streaming")
 
     def _buffered(self, exchange, response, raw: bytes, extra: dict | None = None) -> Response:
         response.close()
@@ -354,6 +398,11 @@ class Pipeline:
 def _too_large(config) -> ProxyError:
     return ProxyError(413, f"The request body is larger than MAX_REQUEST_BYTES "
                       f"({config.max_request_bytes} bytes).", "request_too_large")
+
+
+def _failure_kind(exc: Exception, otherwise: str) -> str:
+    timed_out = isinstance(exc, (ReadTimeoutError, requests.Timeout)) or "timed out" in str(exc)
+    return "upstream_timeout" if timed_out else otherwise
 
 
 def _is_event_stream(response) -> bool:

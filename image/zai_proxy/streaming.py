@@ -80,8 +80,14 @@ class StreamRelay:
                 yield self._failed(exc)
                 return
             if not chunk:
-                # End of body: an unterminated tail is passed on as it is (byte exactness).
-                yield self.parser.flush() if self.parser is not None else pending
+                # The connection is back in urllib3's pool: it is no longer ours to cut.
+                self.exchange.inflight.forget_upstream()
+                tail = self.parser.flush() if self.parser is not None else pending
+                if tail and not tail.endswith((b"\n", b"\r")):
+                    yield self._cut()     # the upstream stopped in the middle of a line
+                    return
+                # A last event without its blank line is passed on as it is (byte exactness).
+                yield tail
                 return
             if self.parser is None:
                 pending += chunk
@@ -89,6 +95,14 @@ class StreamRelay:
     def _through_accountant(self, chunk: bytes) -> bytes:
         kept = [event.raw for event in self.parser.feed(chunk) if self.accountant.on_event(event)]
         return b"".join(kept)
+
+    def _cut(self) -> bytes:
+        """Half an event is garbage to every SSE parser: drop it and end with an error event."""
+        exchange = self.exchange
+        exchange.outcome = "truncated_response"
+        exchange.metrics.upstream_error("truncated_response")
+        return stream_error_event(exchange.family, "The upstream ended the stream in the middle "
+                                  "of an event.", "truncated_response")
 
     def _failed(self, exc) -> bytes:
         exchange = self.exchange
