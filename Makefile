@@ -70,8 +70,11 @@ bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, Lite
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || bash scripts/install-tools.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-reliability: venv tiktoken-cache tools ## fault and load suite: fault → expected → observed table, out/reliability/ (~14 min; RELIABILITY_ARGS=--fast: ~2 min)
+reliability: venv tiktoken-cache tools ## fault and load suite: fault → expected → observed table, out/reliability/ (~25 min; RELIABILITY_ARGS=--fast: ~2 min)
 	$(PY) -m tests.reliability $(RELIABILITY_ARGS)
+	# The long fuzz profile and 10,000 random paths and models (make test runs short ones).
+	ZAI_PROXY_FUZZ=long ZAI_PROXY_CARDINALITY_REQUESTS=10000 \
+		$(PY) -m pytest -q tests/test_fuzz.py tests/test_cardinality.py
 
 clean: ## remove run artefacts (keeps .venv and .tools)
 	rm -rf out .pytest_cache .hypothesis
