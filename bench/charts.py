@@ -61,6 +61,7 @@ def nonstreaming(figures: dict, out: Path) -> str | None:
     _bars(a, table, levels, "throughput_rps", names)
     a.set_title("Non-streaming throughput (req/s, log)")
     a.set_xlabel("concurrent clients")
+    a.legend(fontsize=8)
     proxies = [n for n in names if n != "direct"]
     _bars(b, table, levels, "added_p99_ms", proxies)
     b.axhline(5, color="black", linestyle="--", linewidth=1, label="target at 16: 5 ms")

@@ -253,8 +253,10 @@ def render(raw: dict, chart_files: dict) -> str:
              f"{(m['versions']['nginx'] or 'nginx ?').replace('nginx version: ', '')}, "
              f"{(m['versions']['wrk'] or '').split(' [')[0]}, Python {m['versions']['python']}.",
              "",
-             "Reproduce: `make bench` (about 12 minutes on 2 cores). Raw runs and every figure: "
-             "`latest.json` beside this file.", "",
+             "Reproduce: " + (f"`{m['command']}`" if m.get("command", "python -m bench.run")
+                              .strip() != "python -m bench.run" else
+                              "`make bench` (about 11 minutes on 2 cores)")
+             + ". Raw runs and every figure: `latest.json` beside this file.", "",
              f"**CPU layout.** {m['layout']['meaning']}: contestant on CPU "
              f"{m['layout']['contestant_cpus']}, fake upstream + load generator on CPU "
              f"{m['layout']['environment_cpus']}. The direct path therefore has the same "

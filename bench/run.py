@@ -125,6 +125,8 @@ def main(argv=None) -> int:
 
     raw = {"meta": meta(layout, plan, args.quick), "scenarios": {}, "contestants": {}}
     raw["meta"]["open_files_limit"] = fds
+    raw["meta"]["command"] = " ".join(["python -m bench.run", *(argv if argv is not None
+                                                                 else sys.argv[1:])]).strip()
     log(f"layout: contestant on CPU {layout.contestant}, fake + load generator on CPU "
         f"{layout.environment}; load average {os.getloadavg()[0]:.2f}; work dir {work}")
     fake, origin = C.start_fake(work, layout)
