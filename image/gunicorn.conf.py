@@ -32,17 +32,8 @@ graceful_timeout = int(_config.graceful_timeout + 0.999)
 accesslog = None            # the proxy writes its own JSON line per request
 errorlog = "-"
 loglevel = _config.log_level
-# gunicorn's own lines (start, signals, worker exits) in the same JSON shape as the proxy's.
-logconfig_dict = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"json": {"()": "zai_proxy.logs.JsonFormatter"}},
-    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json",
-                            "stream": "ext://sys.stdout"}},
-    "root": {"handlers": ["stdout"], "level": loglevel.upper()},
-    "loggers": {"gunicorn.error": {"handlers": ["stdout"], "level": loglevel.upper(),
-                                   "propagate": False}},
-}
+# gunicorn's own lines in the proxy's JSON shape, on stdout, without access-line formatting.
+logger_class = "zai_proxy.logs.GunicornLogger"
 proc_name = f"zai-proxy-{_config.variant}"
 # gunicorn's control socket would live in $HOME, which a non-root container user on a read-only
 # filesystem does not have; nothing here uses it.

@@ -6,7 +6,6 @@ disconnect watcher can cut a blocked upstream read the moment the client goes aw
 
 from __future__ import annotations
 
-import http.cookiejar
 import threading
 
 import requests
@@ -64,8 +63,6 @@ def make_session(config: Config) -> requests.Session:
     # No proxies/netrc from the environment: every call would re-read them, and the upstream
     # is fixed by configuration anyway.
     session.trust_env = False
-    # One session serves every client: a cookie set for one must never be replayed for another.
-    session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     adapter = _Adapter(pool_connections=4, pool_maxsize=config.max_in_flight_per_process + 4,
                        max_retries=0)
     session.mount("http://", adapter)
@@ -75,10 +72,16 @@ def make_session(config: Config) -> requests.Session:
 
 def send(session: requests.Session, config: Config, method: str, url: str, headers: dict,
          body: bytes | None) -> requests.Response:
-    """One attempt. Always streamed: the caller decides how to read the body."""
-    return session.request(method, url, headers=headers, data=body, stream=True,
-                           allow_redirects=False,
-                           timeout=(config.connect_timeout, config.read_timeout))
+    """One attempt. Always streamed: the caller decides how to read the body.
+
+    The prepared request goes straight to the session's pooled adapter: Session.request's
+    cookie jar, hooks, environment merging and redirect handling are nothing a pass-through
+    proxy wants, and skipping them saves about 120 µs of CPU per call (`make bench`). Never
+    following redirects and never keeping cookies are therefore by construction."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare(method=method, url=url, headers=headers, data=body)
+    return session.get_adapter(url).send(prepared, stream=True,
+                                         timeout=(config.connect_timeout, config.read_timeout))
 
 
 def read_some(response: requests.Response, size: int = 65536) -> bytes:
