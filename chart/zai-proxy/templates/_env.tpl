@@ -82,6 +82,10 @@ successThreshold: {{ .successThreshold }}
   value: {{ $v.config.webConcurrency | quote }}
 - name: MAX_REQUEST_BYTES
   value: {{ int64 $v.config.maxRequestBytes | quote }}
+- name: CLIENT_HEADER_TIMEOUT
+  value: {{ $v.config.clientHeaderTimeout | quote }}
+- name: CLIENT_BODY_TIMEOUT
+  value: {{ $v.config.clientBodyTimeout | quote }}
 - name: UPSTREAM_CONNECT_TIMEOUT
   value: {{ $v.config.upstreamConnectTimeout | quote }}
 - name: UPSTREAM_READ_TIMEOUT
