@@ -101,14 +101,22 @@ def _add_definitions(pieces: _Pieces, definitions) -> None:
             pieces.add(_json(definition))
 
 
+def _messages(body: dict, pieces: _Pieces):
+    """Each message dict of either surface, its framing tokens and role already counted."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return
+    for message in messages:
+        if isinstance(message, dict):
+            pieces.overhead += TOKENS_PER_MESSAGE
+            pieces.add(message.get("role"))
+            yield message
+
+
 def _collect_openai(body: dict, pieces: _Pieces) -> None:
     messages = body.get("messages")
     if isinstance(messages, list):
-        for message in messages:
-            if not isinstance(message, dict):
-                continue
-            pieces.overhead += TOKENS_PER_MESSAGE
-            pieces.add(message.get("role"))
+        for message in _messages(body, pieces):
             if isinstance(message.get("name"), str):
                 pieces.overhead += TOKENS_PER_NAME
                 pieces.add(message["name"])
@@ -166,11 +174,7 @@ def _collect_anthropic(body: dict, pieces: _Pieces) -> None:
     _add_anthropic_content(pieces, body.get("system"))
     messages = body.get("messages")
     if isinstance(messages, list):
-        for message in messages:
-            if not isinstance(message, dict):
-                continue
-            pieces.overhead += TOKENS_PER_MESSAGE
-            pieces.add(message.get("role"))
+        for message in _messages(body, pieces):
             _add_anthropic_content(pieces, message.get("content"))
         pieces.overhead += REPLY_PRIMING
     _add_definitions(pieces, body.get("tools"))
