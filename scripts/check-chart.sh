@@ -7,15 +7,9 @@
 # Tools come from `make tools` (.tools/bin); core schemas from the kubernetes-validate package.
 set -uo pipefail
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$(dirname "$0")/tools-env.sh"
 cd "$ROOT"
 CHART=chart/zai-proxy
-export PATH="$ROOT/.tools/bin:$ROOT/.venv/bin:$PATH"
-export HELM_CONFIG_HOME="${HELM_CONFIG_HOME:-$ROOT/.tools/helm/config}"
-export HELM_CACHE_HOME="${HELM_CACHE_HOME:-$ROOT/.tools/helm/cache}"
-export HELM_DATA_HOME="${HELM_DATA_HOME:-$ROOT/.tools/helm/data}"
-export HELM_PLUGINS="${HELM_PLUGINS:-$ROOT/.tools/helm/plugins}"
-PY="$ROOT/.venv/bin/python"
 
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas shipped.
 KUBE_VERSIONS=(1.30 1.37)

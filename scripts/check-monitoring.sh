@@ -14,14 +14,8 @@
 # repo venv (`make venv`, for PyYAML).
 set -uo pipefail
 
-ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+source "$(dirname "$0")/tools-env.sh"
 cd "$ROOT"
-export PATH="$ROOT/.tools/bin:$ROOT/.venv/bin:$PATH"
-export HELM_CONFIG_HOME="${HELM_CONFIG_HOME:-$ROOT/.tools/helm/config}"
-export HELM_CACHE_HOME="${HELM_CACHE_HOME:-$ROOT/.tools/helm/cache}"
-export HELM_DATA_HOME="${HELM_DATA_HOME:-$ROOT/.tools/helm/data}"
-export HELM_PLUGINS="${HELM_PLUGINS:-$ROOT/.tools/helm/plugins}"
-PY="$ROOT/.venv/bin/python"
 
 missing=()
 command -v helm >/dev/null || missing+=("helm (make tools)")
