@@ -9,14 +9,13 @@ from urllib.parse import urlsplit
 
 from flask import Flask, request
 from prometheus_client import CollectorRegistry
-from prometheus_flask_exporter import PrometheusMetrics
 
 from zai_proxy import admin, health, logs, upstream
 from zai_proxy import config as config_module
 from zai_proxy.capacity import Capacity
 from zai_proxy.disconnect import DisconnectWatcher
 from zai_proxy.errors import error_body
-from zai_proxy.metrics import Metrics
+from zai_proxy.metrics import Exporter, Metrics
 from zai_proxy.proxy import Pipeline
 from zai_proxy.retry import RetryPolicy
 from zai_proxy.routes import family_for_path
@@ -58,7 +57,7 @@ def create_app(config: config_module.Config | None = None, *,
     app.url_map.merge_slashes = False   # never answer a redirect, not even for '//'
     app.url_map.strict_slashes = False
     app.extensions["zai_proxy"] = state
-    PrometheusMetrics(app, path="/metrics", registry=registry, export_defaults=False)
+    Exporter(app, path="/metrics", registry=registry, export_defaults=False)
     app.register_blueprint(health.bp)
     app.register_blueprint(admin.bp)
 

@@ -139,3 +139,18 @@ def test_a_dead_worker_is_marked_and_its_gauges_dropped(start_proxy):
     assert not (multiproc_dir / f"gauge_livesum_{victim.pid}.db").exists()
     assert proxy.value("zai_proxy_max_workers") == 8
     assert proxy.value("zai_proxy_requests_total", path="/v1/chat/completions") == 4
+
+
+def test_a_scrape_while_a_process_creates_its_metrics_file_still_succeeds(start_proxy):
+    # prometheus_client creates a worker's `<type>_<pid>.db` empty and sizes it a moment later;
+    # a scrape in that window used to answer 500 (struct.error), which CI once caught. An empty
+    # file is exactly that moment, frozen.
+    proxy = start_proxy(RATE_LIMIT_ENABLED="false")
+    assert requests.post(proxy.url + "/v1/chat/completions", json=CHAT).status_code == 200
+    metrics_dir = Path(proxy.env["PROMETHEUS_MULTIPROC_DIR"])
+    (metrics_dir / "histogram_999999.db").touch()
+    (metrics_dir / "gauge_livesum_999999.db").touch()
+    response = requests.get(proxy.url + "/metrics")
+    assert response.status_code == 200, response.text
+    assert proxy.value("zai_proxy_requests_total", path="/v1/chat/completions") == 1
+    assert proxy.value("zai_proxy_max_workers") == 10

@@ -9,8 +9,13 @@ forget it.
 from __future__ import annotations
 
 import functools
+import glob
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_flask_exporter import PrometheusMetrics
 
 DURATION_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 TTFB_BUCKETS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
@@ -191,3 +196,38 @@ class Metrics:
             self.estimated_tokens.labels(*labels).inc(count)
         if cost_usd > 0:
             self.cost.labels(*labels).inc(cost_usd)
+
+
+class SettledFilesCollector(MultiProcessCollector):
+    """MultiProcessCollector that skips a metrics file another process has just created.
+
+    prometheus_client opens a new `<type>_<pid>.db` file and only then sizes it, so a scrape in
+    that window finds an empty file and the stock collector raises (struct.error), turning
+    /metrics into a 500. A file never shrinks once sized, so skipping the empty ones is safe:
+    their first values appear in the next scrape.
+    """
+
+    def collect(self):
+        files = []
+        for path in glob.glob(os.path.join(self._path, "*.db")):
+            try:
+                if os.path.getsize(path) >= 8:
+                    files.append(path)
+            except FileNotFoundError:
+                pass  # a dead worker's live gauge, removed since the glob
+        return self.merge(files, accumulate=True)
+
+
+class Exporter(PrometheusMetrics):
+    """prometheus-flask-exporter's /metrics endpoint, reading multiprocess files safely."""
+
+    def generate_metrics(self, accept_header=None, names=None):
+        path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not path:
+            return super().generate_metrics(accept_header, names)
+        registry = CollectorRegistry()
+        SettledFilesCollector(registry, path=path)
+        if names:
+            registry = registry.restricted_registry(names)
+        generate_latest, content_type = choose_encoder(accept_header)
+        return generate_latest(registry).decode("utf-8"), content_type
