@@ -23,6 +23,7 @@ from zai_proxy.accounting import UsageAccountant, prepare_request  # noqa: E402
 from zai_proxy.metrics import Metrics  # noqa: E402
 from zai_proxy.pricing import PriceTable  # noqa: E402
 from zai_proxy.sse import Event, SSEParser  # noqa: E402
+from zai_proxy.streaming import plain_events, through_accountant  # noqa: E402
 from zai_proxy.tokens import TokenCounter  # noqa: E402
 
 SHANGHAI = timezone(timedelta(hours=8))
@@ -80,12 +81,20 @@ def no_token_series(registry):
 
 
 def relay(accountant, stream: bytes, step=7) -> bytes:
-    """What the client receives: the stream fed in small chunks, dropped events left out."""
+    """What the client receives: the stream fed to the relay's accounting in small chunks (split
+    events, so every event is parsed), dropped events left out."""
     parser = SSEParser()
-    sent = []
-    for i in range(0, len(stream), step):
-        sent += [e.raw for e in parser.feed(stream[i:i + step]) if accountant.on_event(e)]
+    sent = [through_accountant(parser, accountant, stream[i:i + step])
+            for i in range(0, len(stream), step)]
     return b"".join(sent) + parser.flush()
+
+
+def relay_events(accountant, stream: bytes) -> bytes:
+    """The same, one whole event per read, as upstreams usually send: events without usage take
+    the relay's unparsed path."""
+    parser = SSEParser()
+    events = [event + b"\n\n" for event in stream.split(b"\n\n")[:-1]]
+    return b"".join(through_accountant(parser, accountant, event) for event in events)
 
 
 def oa_chunk(content=None, *, reasoning=None, tool_args=None, tool_name=None, usage="absent",
@@ -254,15 +263,42 @@ def test_on_body_never_raises_and_never_alters_the_body(make, registry):
     assert estimated(registry, "input") == 7  # the last body looked like a generation
 
 
+@pytest.fixture(params=["split reads", "one event per read"])
+def send(request):
+    """Each stream test runs both ways the relay reads an upstream stream."""
+    if request.param == "split reads":
+        return relay
+    return lambda accountant, stream, step=None: relay_events(accountant, stream)
+
+
+def test_only_whole_events_without_usage_skip_parsing():
+    assert plain_events(oa_chunk("Hello")) and plain_events(oa_chunk("a") + oa_chunk("b"))
+    assert plain_events(an_text("Hello")) and plain_events(DONE)
+    assert not plain_events(OA_USAGE_ONLY)                      # usage to read (and strip)
+    assert not plain_events(oa_chunk("Hi", usage=None))         # "usage": null is read too
+    assert not plain_events(an_start(input_tokens=5))           # model and usage
+    assert not plain_events(oa_chunk("Hello")[:-1])              # an event cut short
+    assert not plain_events(oa_chunk("Hello").replace(b"\n", b"\r\n"))  # CRLF: parsed
+
+
+def test_unparsed_events_are_kept_raw_and_counted_at_finish(make, registry):
+    acct = make(wants=False, estimate=(64, False))
+    assert relay_events(acct, oa_chunk("Hello") + oa_chunk(" there")) == \
+        oa_chunk("Hello") + oa_chunk(" there")
+    assert acct._pending and all(isinstance(item, bytes) for item in acct._pending)
+    acct.finish(disconnected=True)
+    assert estimated(registry, "output") == 2
+
+
 # OpenAI streams -------------------------------------------------------------------------------
 OA_STREAM = (oa_chunk("", reasoning=None) + oa_chunk("Hello") + oa_chunk(" there")
              + oa_chunk(finish="stop"))
 OA_USAGE_ONLY = oa_chunk(choices=False, usage=oa_usage(120, 3, cached=20))
 
 
-def test_usage_only_chunk_is_stripped_when_the_client_did_not_ask(make, registry):
+def test_usage_only_chunk_is_stripped_when_the_client_did_not_ask(make, registry, send):
     acct = make(wants=False, estimate=(111, False))
-    sent = relay(acct, OA_STREAM + OA_USAGE_ONLY + DONE)
+    sent = send(acct, OA_STREAM + OA_USAGE_ONLY + DONE)
     assert sent == OA_STREAM + DONE  # everything else byte for byte
     acct.finish()
     assert tokens(registry, "input") == 100
@@ -271,69 +307,69 @@ def test_usage_only_chunk_is_stripped_when_the_client_did_not_ask(make, registry
     assert all(estimated(registry, d) is None for d in DIRECTIONS)
 
 
-def test_usage_only_chunk_is_kept_when_the_client_asked(make, registry):
+def test_usage_only_chunk_is_kept_when_the_client_asked(make, registry, send):
     acct = make(wants=True)
     stream = OA_STREAM + OA_USAGE_ONLY + DONE
-    assert relay(acct, stream) == stream
+    assert send(acct, stream) == stream
     acct.finish()
     assert tokens(registry, "output") == 3
 
 
-def test_usage_on_a_chunk_with_choices_is_read_and_never_stripped(make, registry):
+def test_usage_on_a_chunk_with_choices_is_read_and_never_stripped(make, registry, send):
     acct = make(wants=False)
     stream = (oa_chunk("Hello", usage=None) + oa_chunk(" there", usage=None)
               + oa_chunk(finish="stop", usage=oa_usage(50, 2)) + DONE)
-    assert relay(acct, stream, step=3) == stream
+    assert send(acct, stream, step=3) == stream
     acct.finish()
     assert tokens(registry, "input") == 50 and tokens(registry, "output") == 2
     assert tokens(registry, "cache_read") is None
 
 
-def test_stream_without_usage_estimates_both_and_marks_them(make, registry):
+def test_stream_without_usage_estimates_both_and_marks_them(make, registry, send):
     acct = make(wants=False, estimate=(90, True))
     stream = (oa_chunk("Hello") + oa_chunk(" there") + oa_chunk(" friend")
               + oa_chunk(finish="stop") + DONE)
-    assert relay(acct, stream) == stream
+    assert send(acct, stream) == stream
     summary = acct.finish()
     assert tokens(registry, "input") == 90 and estimated(registry, "input") == 90
     assert tokens(registry, "output") == 3 and estimated(registry, "output") == 3
     assert summary["estimated"] == ["input", "output"]
 
 
-def test_streamed_reasoning_and_tool_calls_count_as_output(make, registry):
+def test_streamed_reasoning_and_tool_calls_count_as_output(make, registry, send):
     acct = make(estimate=(10, False))
     stream = (oa_chunk(reasoning="Let me think.") + oa_chunk(tool_name="get_weather",
                                                              tool_args="")
               + oa_chunk(tool_args='{"city":') + oa_chunk(tool_args='"Paris"}') + DONE)
-    relay(acct, stream)
+    send(acct, stream)
     acct.finish()
     assert estimated(registry, "output") == 10  # 'Let me think.get_weather{"city":"Paris"}'
 
 
-def test_openai_disconnect_counts_the_partial_output(make, registry):
+def test_openai_disconnect_counts_the_partial_output(make, registry, send):
     acct = make(wants=False, estimate=(64, False))
-    relay(acct, oa_chunk("Hello") + oa_chunk(" there"))
+    send(acct, oa_chunk("Hello") + oa_chunk(" there"))
     summary = acct.finish(disconnected=True)
     assert estimated(registry, "output") == 2 and tokens(registry, "output") == 2
     assert estimated(registry, "input") == 64
     assert summary["disconnected"] is True and summary["output_tokens"] == 2
 
 
-def test_long_streams_are_digested_without_changing_the_count(make, registry, monkeypatch):
+def test_long_streams_are_digested_without_changing_the_count(make, registry, send, monkeypatch):
     monkeypatch.setattr(accounting, "PENDING_DIGEST_CHARS", 500)
     acct = make()
     chunks = [oa_chunk(word) for word in ("Hello", " there", " friend") * 50]
-    relay(acct, b"".join(chunks) + DONE)
+    send(acct, b"".join(chunks) + DONE)
     assert len(acct._pending) < 10  # digested along the way, memory stays bounded
     acct.finish(disconnected=True)
     assert estimated(registry, "output") == 150
 
 
-def test_output_text_beyond_max_chars_is_estimated_by_length(metrics, registry):
+def test_output_text_beyond_max_chars_is_estimated_by_length(metrics, registry, send):
     acct = UsageAccountant("openai", "glm-4.7", (0, False), True, PriceTable(), metrics,
                            wall=lambda: OFF_PEAK,
                            counter=TokenCounter("cl100k_base", 11, metrics))
-    relay(acct, oa_chunk("Hello there") + oa_chunk(" friend" * 4))
+    send(acct, oa_chunk("Hello there") + oa_chunk(" friend" * 4))
     acct.finish()
     assert estimated(registry, "output") == 2 + 7  # 28 characters past the limit → 7
 
@@ -347,7 +383,7 @@ def test_events_that_cannot_be_read_never_raise(make, registry):
 
 
 # Anthropic streams ----------------------------------------------------------------------------
-def test_anthropic_stream_usage_zai_style_real_counts_in_message_delta(make, registry):
+def test_anthropic_stream_usage_zai_style_real_counts_in_message_delta(make, registry, send):
     acct = make("anthropic", estimate=(999, False))
     stream = (an_start(input_tokens=0, cache_read_input_tokens=0, output_tokens=1)
               + an_event("content_block_start", {"index": 0,
@@ -359,31 +395,31 @@ def test_anthropic_stream_usage_zai_style_real_counts_in_message_delta(make, reg
                                                      "cache_creation_input_tokens": 10,
                                                      "output_tokens": 12}})
               + AN_TAIL)
-    assert relay(acct, stream, step=5) == stream
+    assert send(acct, stream, step=5) == stream
     acct.finish()
     assert [tokens(registry, d) for d in DIRECTIONS] == [250, 12, 50, 10]
     assert all(estimated(registry, d) is None for d in DIRECTIONS)
 
 
-def test_anthropic_stream_usage_standard_style(make, registry):
+def test_anthropic_stream_usage_standard_style(make, registry, send):
     acct = make("anthropic", estimate=(999, False))
     stream = (an_start(input_tokens=250, cache_read_input_tokens=50,
                        cache_creation_input_tokens=10, output_tokens=1)
               + an_text("Hello")
               + an_event("message_delta", {"delta": {}, "usage": {"output_tokens": 12}})
               + AN_TAIL)
-    relay(acct, stream)
+    send(acct, stream)
     acct.finish()
     assert [tokens(registry, d) for d in DIRECTIONS] == [250, 12, 50, 10]
 
 
-def test_anthropic_zero_input_in_message_start_alone_is_estimated(make, registry):
+def test_anthropic_zero_input_in_message_start_alone_is_estimated(make, registry, send):
     acct = make("anthropic", estimate=(400, False))
     stream = (an_start(input_tokens=0, cache_read_input_tokens=50, output_tokens=1)
               + an_text("Hello")
               + an_event("message_delta", {"delta": {}, "usage": {"output_tokens": 12}})
               + AN_TAIL)
-    relay(acct, stream)
+    send(acct, stream)
     summary = acct.finish()
     # The local count covers the whole prompt, cached part included: 400 - 50 reported reads.
     assert tokens(registry, "input") == 350 and estimated(registry, "input") == 350
@@ -391,7 +427,7 @@ def test_anthropic_zero_input_in_message_start_alone_is_estimated(make, registry
     assert summary["estimated"] == ["input"]
 
 
-def test_anthropic_disconnect_counts_partial_thinking_text_and_tool_input(make, registry):
+def test_anthropic_disconnect_counts_partial_thinking_text_and_tool_input(make, registry, send):
     acct = make("anthropic", estimate=(999, False))
     stream = (an_start(input_tokens=250, cache_read_input_tokens=50, output_tokens=1)
               + an_text("Let me think.", "thinking_delta", "thinking")
@@ -400,7 +436,7 @@ def test_anthropic_disconnect_counts_partial_thinking_text_and_tool_input(make, 
                   "type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}})
               + an_text('{"city":', "input_json_delta", "partial_json")
               + an_text('"Paris"}', "input_json_delta", "partial_json"))
-    relay(acct, stream)
+    send(acct, stream)
     summary = acct.finish(disconnected=True)
     assert tokens(registry, "input") == 250 and estimated(registry, "input") is None
     assert tokens(registry, "cache_read") == 50

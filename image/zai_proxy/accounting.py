@@ -27,7 +27,8 @@ caused, so the partial text is counted. Cache tokens are never estimated.
 
 Hot-path cost matters (this runs for every streamed event when counting is on): events that
 cannot carry usage are not JSON-parsed; their data is kept as is and parsed only at finish, and
-only when the upstream did not report output (a disconnect, an upstream without usage).
+only when the upstream did not report output (a disconnect, an upstream without usage). A read
+of whole events with no "usage" in it is not even split into events (`on_plain_events`).
 Nothing is recorded for answers that are not generations (errors, count_tokens, model lists).
 """
 
@@ -40,7 +41,7 @@ import threading
 import time
 
 from .pricing import DIRECTIONS, PriceTable, pricing_tier
-from .sse import Event
+from .sse import Event, SSEParser
 from .tokens import estimate_chars
 
 log = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class UsageAccountant:
         self._answered = False            # a generation came back (stream event or body)
         self._response_model: str | None = None
         self._body = None                 # parsed non-streaming answer, read for text lazily
-        self._pending: list[str] = []     # streamed data not parsed yet
+        self._pending: list[str | bytes] = []  # streamed data (or whole raw events) not parsed
         self._pending_chars = 0
         limit = counter.max_chars if counter is not None else DEFAULT_TEXT_CHARS
         self._text = _Text(limit)
@@ -254,6 +255,12 @@ class UsageAccountant:
             log.debug("could not read a streamed event", exc_info=True)
         return True
 
+    def on_plain_events(self, raw: bytes) -> None:
+        """Whole events known to carry no usage: nothing to read now, so they are kept unsplit,
+        for an output estimate at finish should one be needed."""
+        self._answered = True
+        self._keep(raw)
+
     def _openai_usage_chunk(self, data: str) -> bool:
         obj = json.loads(data)
         if not isinstance(obj, dict):
@@ -282,7 +289,7 @@ class UsageAccountant:
             self._keep(data)
         return True  # ping, content_block_stop, message_stop, error: nothing to read
 
-    def _keep(self, data: str) -> None:
+    def _keep(self, data: str | bytes) -> None:
         self._pending.append(data)
         self._pending_chars += len(data)
         if self._pending_chars > PENDING_DIGEST_CHARS:
@@ -291,13 +298,16 @@ class UsageAccountant:
     def _digest(self) -> None:
         """Parse the kept event data down to its generated text."""
         add = _add_anthropic_event if self.family == "anthropic" else _add_openai_choices
-        for data in self._pending:
-            try:
-                obj = json.loads(data)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                add(self._text, obj)
+        for item in self._pending:
+            datas = [event.data for event in SSEParser().feed(item)] \
+                if isinstance(item, bytes) else (item,)
+            for data in datas:
+                try:
+                    obj = json.loads(data)
+                except ValueError:
+                    continue  # [DONE], or not JSON
+                if isinstance(obj, dict):
+                    add(self._text, obj)
         self._pending = []
         self._pending_chars = 0
 

@@ -62,6 +62,11 @@ class SSEParser:
         self._scan_from = 0  # bytes before this offset are known to hold no event end
         self._max_event_bytes = max_event_bytes
 
+    @property
+    def idle(self) -> bool:
+        """No partial event is buffered: the next chunk starts a new event."""
+        return not self._buffer
+
     def feed(self, chunk: bytes) -> list[Event]:
         if not chunk:
             return []

@@ -33,6 +33,21 @@ def complete_prefix_length(buffer: bytes) -> int:
     return end
 
 
+def plain_events(chunk: bytes) -> bool:
+    """True when `chunk` is whole LF-terminated events that cannot carry usage or the model."""
+    return (chunk[-2:] == b"\n\n" and b"\r" not in chunk and b'"usage"' not in chunk
+            and b"message_start" not in chunk)
+
+
+def through_accountant(parser, accountant, chunk: bytes) -> bytes:
+    """The complete events of `chunk` the client gets, once the accountant has read them."""
+    if parser.idle and plain_events(chunk):
+        # The usual read: whole events of generated text. Nothing in them needs parsing now.
+        accountant.on_plain_events(chunk)
+        return chunk
+    return b"".join(event.raw for event in parser.feed(chunk) if accountant.on_event(event))
+
+
 class StreamRelay:
     """The WSGI body iterator of one streamed answer; `exchange` records how it ended."""
 
@@ -69,7 +84,7 @@ class StreamRelay:
         chunk = self.first_chunk
         while True:
             if self.parser is not None:
-                out = self._through_accountant(chunk)
+                out = through_accountant(self.parser, self.accountant, chunk)
             else:
                 cut = complete_prefix_length(pending)
                 out, pending = pending[:cut], pending[cut:]
@@ -91,10 +106,6 @@ class StreamRelay:
                 return
             if self.parser is None:
                 pending += chunk
-
-    def _through_accountant(self, chunk: bytes) -> bytes:
-        kept = [event.raw for event in self.parser.feed(chunk) if self.accountant.on_event(event)]
-        return b"".join(kept)
 
     def _cut(self) -> bytes:
         """Half an event is garbage to every SSE parser: drop it and end with an error event."""
