@@ -13,7 +13,7 @@ CHART=chart/zai-proxy
 
 # The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest schemas shipped.
 KUBE_VERSIONS=(1.30 1.37)
-CRD_SCHEMAS="$ROOT/../shared/schemas"
+CRD_SCHEMAS="$ROOT/tests/chart/crd-schemas"   # vendored, see its README
 
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
