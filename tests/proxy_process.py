@@ -129,6 +129,17 @@ class ProxyProcess:
                 total += value
         return total
 
+    def wait_value(self, name: str, expected: float, timeout: float = 5.0, **labels) -> float:
+        """value(), polled until it equals `expected` or `timeout` passes. The families recorded
+        when a response ends (requests, duration, response size, TTFB, disconnects) are written
+        just after the client has the last byte, so a test that has its answer reads them so."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.value(name, **labels)
+            if value == expected or time.monotonic() > deadline:
+                return value
+            time.sleep(0.02)
+
     def __enter__(self):
         return self.start()
 

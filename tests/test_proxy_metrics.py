@@ -25,15 +25,16 @@ def test_request_families_count_each_request_with_bounded_labels(start_proxy):
         requests.get(proxy.url + f"/v1/{uuid.uuid4().hex}/{uuid.uuid4().hex}")
     labels = dict(method="POST", path="/v1/chat/completions", status_code="200",
                   variant="canary")
-    assert proxy.value("zai_proxy_requests_total", **labels) == 3
-    assert proxy.value("zai_proxy_request_duration_seconds_count", **labels) == 3
-    assert proxy.value("zai_proxy_response_size_bytes_count", **labels) == 3
+    assert proxy.wait_value("zai_proxy_requests_total", 3, **labels) == 3
+    assert proxy.wait_value("zai_proxy_request_duration_seconds_count", 3, **labels) == 3
+    assert proxy.wait_value("zai_proxy_response_size_bytes_count", 3, **labels) == 3
     assert proxy.value("zai_proxy_response_size_bytes_sum", **labels) > 100
     assert proxy.value("zai_proxy_request_size_bytes_count", method="POST",
                        path="/v1/chat/completions") == 3
-    assert proxy.value("zai_proxy_requests_total", path="/v1/messages", status_code="400") == 1
+    assert proxy.wait_value("zai_proxy_requests_total", 1, path="/v1/messages",
+                            status_code="400") == 1
     # Random paths all land on one series.
-    assert proxy.value("zai_proxy_requests_total", path="other", method="GET") == 5
+    assert proxy.wait_value("zai_proxy_requests_total", 5, path="other", method="GET") == 5
     paths = {dict(labels)["path"] for (name, labels) in proxy.metrics()
              if name == "zai_proxy_requests_total"}
     assert paths == {"/v1/chat/completions", "/v1/messages", "other"}
@@ -72,7 +73,7 @@ def test_streams_record_time_to_first_byte_and_full_duration(proxy):
                              headers={"X-Fake-Scenario": "ok;chunks=5;interval_ms=200"})
     assert response.status_code == 200
     labels = dict(path="/v1/chat/completions")
-    assert proxy.value("zai_proxy_time_to_first_byte_seconds_count", **labels) == 1
+    assert proxy.wait_value("zai_proxy_time_to_first_byte_seconds_count", 1, **labels) == 1
     ttfb = proxy.value("zai_proxy_time_to_first_byte_seconds_sum", **labels)
     duration = proxy.value("zai_proxy_request_duration_seconds_sum", **labels)
     assert ttfb < 0.5
@@ -90,7 +91,7 @@ def test_upstream_statuses_are_counted_as_upstream_errors(start_proxy):
     # An overloaded upstream is retried once (MAX_RETRIES=1): every attempt is counted.
     assert proxy.value("zai_proxy_upstream_errors_total", error_type="503") == 4
     assert proxy.value("zai_proxy_retry_attempts_total", reason="overloaded") == 2
-    assert proxy.value("zai_proxy_requests_total", status_code="503") == 2
+    assert proxy.wait_value("zai_proxy_requests_total", 2, status_code="503") == 2
 
 
 def test_two_worker_processes_report_one_consistent_set(start_proxy):
@@ -111,6 +112,7 @@ def test_two_worker_processes_report_one_consistent_set(start_proxy):
         finally:
             paused.send_signal(signal.SIGCONT)
     assert served_by == {w.pid for w in workers}
+    proxy.wait_value("zai_proxy_requests_total", 40, path="/v1/chat/completions")
     for _ in range(6):   # whichever worker answers the scrape, the totals are the pod's
         assert proxy.value("zai_proxy_requests_total", path="/v1/chat/completions") == 40
         assert proxy.value("zai_proxy_max_workers") == 8
@@ -138,7 +140,7 @@ def test_a_dead_worker_is_marked_and_its_gauges_dropped(start_proxy):
         time.sleep(0.05)
     assert not (multiproc_dir / f"gauge_livesum_{victim.pid}.db").exists()
     assert proxy.value("zai_proxy_max_workers") == 8
-    assert proxy.value("zai_proxy_requests_total", path="/v1/chat/completions") == 4
+    assert proxy.wait_value("zai_proxy_requests_total", 4, path="/v1/chat/completions") == 4
 
 
 def test_a_scrape_while_a_process_creates_its_metrics_file_still_succeeds(start_proxy):
@@ -152,5 +154,5 @@ def test_a_scrape_while_a_process_creates_its_metrics_file_still_succeeds(start_
     (metrics_dir / "gauge_livesum_999999.db").touch()
     response = requests.get(proxy.url + "/metrics")
     assert response.status_code == 200, response.text
-    assert proxy.value("zai_proxy_requests_total", path="/v1/chat/completions") == 1
+    assert proxy.wait_value("zai_proxy_requests_total", 1, path="/v1/chat/completions") == 1
     assert proxy.value("zai_proxy_max_workers") == 10

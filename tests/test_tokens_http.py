@@ -119,7 +119,7 @@ def test_a_client_that_disconnects_mid_stream_is_billed_for_partial_output(canar
     assert canary.value("zai_proxy_estimated_tokens_total", direction="output") == output
     # message_start had already reported the input side, which is not estimated.
     assert _tokens(canary, "cache_read") == 20
-    assert canary.value("zai_proxy_stream_disconnects_total") == 1
+    assert canary.wait_value("zai_proxy_stream_disconnects_total", 1) == 1
 
 
 def test_input_is_counted_locally_before_forwarding(canary):

@@ -75,16 +75,20 @@ class Exchange:
         self.inflight.finish()
         if self.watch_fd is not None:
             state.watcher.unwatch(self.watch_fd)
-        if self.holds_slot:
-            state.capacity.release()
-        elapsed = time.monotonic() - self.started
-        metrics.count_request(self.method, self.path_label, self.status, elapsed, self.sent_bytes)
-        if self.first_byte_at is not None:
-            metrics.ttfb.labels(self.path_label, metrics.variant).observe(
-                self.first_byte_at - self.started)
-        if self.outcome == "client_gone":
-            metrics.stream_disconnects.labels(self.path_label, metrics.variant).inc()
-        state.request_log.write(self, elapsed)
+        try:
+            elapsed = time.monotonic() - self.started
+            metrics.count_request(self.method, self.path_label, self.status, elapsed,
+                                  self.sent_bytes)
+            if self.first_byte_at is not None:
+                metrics.ttfb.labels(self.path_label, metrics.variant).observe(
+                    self.first_byte_at - self.started)
+            if self.outcome == "client_gone":
+                metrics.stream_disconnects.labels(self.path_label, metrics.variant).inc()
+            state.request_log.write(self, elapsed)
+        finally:
+            # Last: a request leaves the in-flight gauge only once it is counted and logged.
+            if self.holds_slot:
+                state.capacity.release()
 
 
 class Pipeline:
