@@ -16,7 +16,7 @@ export HELM_CACHE_HOME  := $(CURDIR)/.tools/helm/cache
 export HELM_DATA_HOME   := $(CURDIR)/.tools/helm/data
 export HELM_PLUGINS     := $(CURDIR)/.tools/helm/plugins
 
-.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image chart-docs run demo bench reliability image clean
+.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image lint chart-docs run demo bench reliability image clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,8 +35,11 @@ tiktoken-cache: $(VENV)/.installed ## extract tiktoken's BPE files from the lite
 tools: ## build helm, helm-unittest, kubeconform, actionlint... into .tools/bin; apt for promtool/redis
 	bash scripts/install-tools.sh
 
-test: venv tiktoken-cache tools test-chart test-image ## every check (what CI runs)
+test: venv tiktoken-cache tools lint test-chart test-image ## every check (what CI runs)
 	$(PY) -m pytest -q tests --ignore=tests/test_image.py
+
+lint: venv ## ruff over the Python code (pyflakes and pycodestyle errors: unused names, undefined names...)
+	$(VENV)/bin/ruff check image tests bench scripts
 
 test-chart: venv tools ## chart checks: helm lint, helm-unittest, kubeconform, kube-score, actionlint, README freshness
 	bash scripts/check-chart.sh

@@ -45,7 +45,7 @@ def run_wrk(url: str, headers: dict, body: bytes, connections: int, duration: in
         raise RuntimeError("wrk is missing: `make bench` installs it (scripts/install-tools.sh)")
     env = dict(os.environ, WRK_BODY=body.decode(),
                WRK_AUTHORIZATION=headers.get("Authorization", ""))
-    cmd = pinned(["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", f"--timeout",
+    cmd = pinned(["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", "--timeout",
                   f"{timeout:g}s", "-s", str(ROOT / "bench" / "wrk.lua"), url], cpus)
     started = time.monotonic()
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)

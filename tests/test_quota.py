@@ -196,7 +196,8 @@ def test_stale_is_counted_once_per_staleness(upstream):
     supervisor, metrics = make(upstream.url, wall=wall, quota_stale_after=120.0)
     supervisor.poll_once()
     upstream.status = 503
-    stale = lambda: value(metrics, "zai_proxy_quota_poll_total", result="stale") or 0
+    def stale():
+        return value(metrics, "zai_proxy_quota_poll_total", result="stale") or 0
     for _ in range(2):
         wall.t += 60
         supervisor.poll_once()

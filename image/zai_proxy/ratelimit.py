@@ -177,7 +177,8 @@ class RateLimiter:
         if not self.enabled:
             return
         now_id = self._window_id()
-        judge = lambda state, counts: controller.evaluate(state, counts, self.settings)
+        def judge(state, counts):
+            return controller.evaluate(state, counts, self.settings)
         with self._lock:
             result = None
             if self._use_remote():

@@ -145,7 +145,8 @@ def _hangup_case(stack, proxy, case, expected, upstream, family, scenario, body,
 def disconnects(stack: Stack, proxy, gated) -> list[Row]:
     rows = []
     full = json.dumps(calls.body(OPENAI, False)).encode()
-    pause = lambda rid, sock: time.sleep(0.3) or True
+    def pause(rid, sock):
+        return time.sleep(0.3) or True
     for label, sent in (("invalid JSON so far", full[:20]), ("valid JSON so far", full)):
         rows.append(_hangup_case(
             stack, proxy, f"hang-up while sending the body ({label})",

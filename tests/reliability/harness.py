@@ -103,7 +103,8 @@ def fill_thread_pools(proxy: ProxyProcess, per_worker_threads: int, worker_count
     crowds are sent until every worker is full (its main loop and the disconnect watcher run
     besides the pool). Returns whether every pool is full."""
     pids = workers(proxy)
-    full = lambda: all(threads(pid) >= per_worker_threads + 2 for pid in pids)
+    def full():
+        return all(threads(pid) >= per_worker_threads + 2 for pid in pids)
     for _ in range(rounds):
         socks = []
         try:

@@ -101,7 +101,8 @@ def _run(stack: Stack, redis: RedisServer, phase: float, clients_per_pod: int) -
                     "storage_errors_total > 0; one WARNING per process; 'is back' logged",
                     problems, "counted, warned once per process, recovery logged"))
 
-    bound = lambda seconds, pods: pods * RATE * (seconds + 1)
+    def bound(seconds, pods):
+        return pods * RATE * (seconds + 1)
     checks = [("shared budget before the outage", shared, shared_to - shared_from, 1),
               ("fail open: each pod on its own budget", during, down_to - down_at - 1.0, PODS),
               ("shared budget again after Redis is back", again, again_to - again_from, 1)]
