@@ -51,26 +51,50 @@ def _ratios(table: dict, level: str, key: str, names) -> dict:
     return out
 
 
-def nonstreaming(raw: dict) -> dict:
-    runs = raw["runs"]
+def _table(runs: dict, measure, added: dict) -> dict:
+    """{contestant: {level: figures}}: `measure(reps)` gives the figures of one contestant at one
+    level; each `added` key (name → path in a run) is the paired difference to the direct path."""
     table = {}
     for name, by_level in runs.items():
         table[name] = {}
         for level, reps in by_level.items():
-            entry = {
-                "throughput_rps": spread(r["throughput_rps"] for r in reps),
-                "p50_ms": spread(_get(r, "latency_ms.p50") for r in reps),
-                "p99_ms": spread(_get(r, "latency_ms.p99") for r in reps),
-                "errors": sum(r["errors"] for r in reps),
-                "cpu_us_per_request": spread(r.get("contestant_cpu_us_per_request")
-                                             for r in reps),
-                "contestant_cpu_share": spread(r.get("contestant_cpu_share") for r in reps),
-            }
+            entry = measure(reps)
             if name != "direct" and "direct" in runs:
                 floor = runs["direct"][level]
-                entry["added_p50_ms"] = spread(_paired(reps, floor, "latency_ms.p50"))
-                entry["added_p99_ms"] = spread(_paired(reps, floor, "latency_ms.p99"))
+                for key, path in added.items():
+                    entry[key] = spread(_paired(reps, floor, path))
             table[name][level] = entry
+    return table
+
+
+def _nonstreaming_figures(reps) -> dict:
+    return {
+        "throughput_rps": spread(r["throughput_rps"] for r in reps),
+        "p50_ms": spread(_get(r, "latency_ms.p50") for r in reps),
+        "p99_ms": spread(_get(r, "latency_ms.p99") for r in reps),
+        "errors": sum(r["errors"] for r in reps),
+        "cpu_us_per_request": spread(r.get("contestant_cpu_us_per_request") for r in reps),
+        "contestant_cpu_share": spread(r.get("contestant_cpu_share") for r in reps),
+    }
+
+
+def _streaming_figures(reps) -> dict:
+    return {
+        "ttft_p50_ms": spread(_get(r, "ttft_ms.p50") for r in reps),
+        "ttft_p99_ms": spread(_get(r, "ttft_ms.p99") for r in reps),
+        "gap_p99_ms": spread(_get(r, "gap_ms.p99") for r in reps),
+        "lost_chunks": sum(r["lost_chunks"] + r["warmup"]["lost_chunks"] for r in reps),
+        "errors": sum(r["error_count"] + sum(r["warmup"]["errors"].values()) for r in reps),
+        "streams": sum(r["streams"] + r["warmup"]["streams"] for r in reps),
+        "cpu_us_per_stream": spread(r.get("contestant_cpu_us_per_request") for r in reps),
+        "client_cpu_share": spread(r.get("client_cpu_share") for r in reps),
+    }
+
+
+def nonstreaming(raw: dict) -> dict:
+    runs = raw["runs"]
+    table = _table(runs, _nonstreaming_figures, {"added_p50_ms": "latency_ms.p50",
+                                                 "added_p99_ms": "latency_ms.p99"})
     ratios = {level: {"throughput": _ratios(table, level, "throughput_rps", runs),
                       "added_p99": _ratios(table, level, "added_p99_ms", PROXIES + PROTOTYPES)}
               for level in next(iter(runs.values()))}
@@ -79,28 +103,9 @@ def nonstreaming(raw: dict) -> dict:
 
 def streaming(raw: dict) -> dict:
     runs = raw["runs"]
-    table = {}
-    for name, by_level in runs.items():
-        table[name] = {}
-        for level, reps in by_level.items():
-            entry = {
-                "ttft_p50_ms": spread(_get(r, "ttft_ms.p50") for r in reps),
-                "ttft_p99_ms": spread(_get(r, "ttft_ms.p99") for r in reps),
-                "gap_p99_ms": spread(_get(r, "gap_ms.p99") for r in reps),
-                "lost_chunks": sum(r["lost_chunks"] + r["warmup"]["lost_chunks"] for r in reps),
-                "errors": sum(r["error_count"] + sum(r["warmup"]["errors"].values())
-                              for r in reps),
-                "streams": sum(r["streams"] + r["warmup"]["streams"] for r in reps),
-                "cpu_us_per_stream": spread(r.get("contestant_cpu_us_per_request")
-                                            for r in reps),
-                "client_cpu_share": spread(r.get("client_cpu_share") for r in reps),
-            }
-            if name != "direct" and "direct" in runs:
-                floor = runs["direct"][level]
-                entry["added_ttft_p50_ms"] = spread(_paired(reps, floor, "ttft_ms.p50"))
-                entry["added_ttft_p99_ms"] = spread(_paired(reps, floor, "ttft_ms.p99"))
-                entry["added_gap_p99_ms"] = spread(_paired(reps, floor, "gap_ms.p99"))
-            table[name][level] = entry
+    table = _table(runs, _streaming_figures, {"added_ttft_p50_ms": "ttft_ms.p50",
+                                              "added_ttft_p99_ms": "ttft_ms.p99",
+                                              "added_gap_p99_ms": "gap_ms.p99"})
     ratios = {level: {key: _ratios(table, level, key, PROXIES + PROTOTYPES)
                       for key in ("added_ttft_p50_ms", "added_gap_p99_ms")}
               for level in next(iter(runs.values()))}
