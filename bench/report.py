@@ -58,6 +58,20 @@ def _targets(figures) -> list[str]:
     return lines + [""]
 
 
+def _tables_per_level(section, unit: str, header: str, row) -> list[str]:
+    """One table per concurrency level; `row(name, level, cell)` renders a contestant's row."""
+    lines = []
+    for level in section["ratios"]:
+        lines += [f"**{level} concurrent {unit}{'s' if level != '1' else ''}**", "", header,
+                  "|---" * header.count(" | ") + "|---|"]
+        for name in NAMES:
+            cell = section["table"].get(name, {}).get(level)
+            if cell:
+                lines.append(row(name, level, cell))
+        lines.append("")
+    return lines
+
+
 def _nonstreaming(figures, chart) -> list[str]:
     ns = figures.get("nonstreaming")
     if not ns:
@@ -66,23 +80,16 @@ def _nonstreaming(figures, chart) -> list[str]:
              "wrk closed loop (C connections = C concurrent clients). Latency at the client; "
              "'added' = contestant minus direct in the same repetition. Median of the "
              "repetitions, (min–max) after it.", ""]
-    for level in ns["ratios"]:
-        lines += [f"**{level} concurrent client{'s' if level != '1' else ''}**", "",
-                  "| contestant | req/s | ×direct | ×LiteLLM | ×nginx | p50 ms | p99 ms | "
-                  "added p50 ms | added p99 ms | CPU µs/req | errors |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for name in NAMES:
-            cell = ns["table"].get(name, {}).get(level)
-            if not cell:
-                continue
-            r = ns["ratios"][level]["throughput"].get(name, {})
-            lines.append(
-                f"| {LABELS[name]} | {_s(cell['throughput_rps'], 0)} | {_x(r.get('vs_direct'))} "
+    def row(name, level, cell):
+        r = ns["ratios"][level]["throughput"].get(name, {})
+        return (f"| {LABELS[name]} | {_s(cell['throughput_rps'], 0)} | {_x(r.get('vs_direct'))} "
                 f"| {_x(r.get('vs_litellm'))} | {_x(r.get('vs_nginx'))} | {_s(cell['p50_ms'])} | "
                 f"{_s(cell['p99_ms'])} | {_s(cell.get('added_p50_ms'))} | "
                 f"{_s(cell.get('added_p99_ms'))} | {_s(cell['cpu_us_per_request'], 0)} | "
                 f"{cell['errors']} |")
-        lines.append("")
+    lines += _tables_per_level(ns, "client", "| contestant | req/s | ×direct | ×LiteLLM | ×nginx "
+                               "| p50 ms | p99 ms | added p50 ms | added p99 ms | CPU µs/req | "
+                               "errors |", row)
     if chart:
         lines += [f"![non-streaming]({chart})", ""]
     return lines
@@ -100,23 +107,16 @@ def _streaming(figures, raw, chart) -> list[str]:
              "first, so measured streams overlap in a steady state. TTFT = request sent → first "
              "content event; gap = time between consecutive content events at the client. "
              f"Ratios to a peer are left out where the peer adds under 0.5 ms (noise).", ""]
-    for level in st["ratios"]:
-        lines += [f"**{level} concurrent stream{'s' if level != '1' else ''}**", "",
-                  "| contestant | TTFT p50 ms | added TTFT p50 | added TTFT p99 | gap p99 ms | "
-                  "added gap p99 | added TTFT p50 ×LiteLLM | ×nginx | lost chunks | errors | "
-                  "CPU µs/stream |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-        for name in NAMES:
-            cell = st["table"].get(name, {}).get(level)
-            if not cell:
-                continue
-            r = st["ratios"][level]["added_ttft_p50_ms"].get(name, {})
-            lines.append(
-                f"| {LABELS[name]} | {_s(cell['ttft_p50_ms'])} | "
+    def row(name, level, cell):
+        r = st["ratios"][level]["added_ttft_p50_ms"].get(name, {})
+        return (f"| {LABELS[name]} | {_s(cell['ttft_p50_ms'])} | "
                 f"{_s(cell.get('added_ttft_p50_ms'))} | {_s(cell.get('added_ttft_p99_ms'))} | "
                 f"{_s(cell['gap_p99_ms'])} | {_s(cell.get('added_gap_p99_ms'))} | "
                 f"{_x(r.get('vs_litellm'))} | {_x(r.get('vs_nginx'))} | {cell['lost_chunks']} | "
                 f"{cell['errors']} | {_s(cell['cpu_us_per_stream'], 0)} |")
-        lines.append("")
+    lines += _tables_per_level(st, "stream", "| contestant | TTFT p50 ms | added TTFT p50 | "
+                               "added TTFT p99 | gap p99 ms | added gap p99 | added TTFT p50 "
+                               "×LiteLLM | ×nginx | lost chunks | errors | CPU µs/stream |", row)
     if chart:
         lines += [f"![streaming]({chart})", ""]
     return lines
