@@ -53,7 +53,7 @@ def test_over_the_cap_is_503_at_once_while_metrics_and_probes_answer(start_proxy
         for stream in streams:
             stream.close()
     assert _wait_for(lambda: proxy.value("zai_proxy_concurrent_requests") == 0)
-    assert proxy.value("zai_proxy_requests_total", status_code="503") == 2
+    assert proxy.wait_value("zai_proxy_requests_total", 2, status_code="503") == 2
 
 
 def test_client_disconnect_frees_the_slot_and_closes_the_upstream(start_proxy, fake_zai):
