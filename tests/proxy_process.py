@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -52,6 +53,18 @@ class ProxyProcess:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> "ProxyProcess":
+        # free_port() closes the port it found before gunicorn binds it, so another process
+        # (a parallel proxy, a test's own client socket) can take it in between. Then gunicorn
+        # retries the bind, and whoever holds the port would answer our readiness probe; so
+        # ready means "answered by one of *our* workers", and a lost port means a new one.
+        for _ in range(3):
+            if self._boot(timeout):
+                return self
+            self._move_to(free_port())
+        raise RuntimeError(f"proxy found no free port in 3 tries:\n{self.stdout()[-2000:]}")
+
+    def _boot(self, timeout: float) -> bool:
+        """True once one of this gunicorn's workers answers; False if its port was taken."""
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
             cwd=IMAGE, env=self.env, stdout=open(self.stdout_path, "wb"),
@@ -60,14 +73,27 @@ class ProxyProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.stderr()}")
-            try:
-                if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return self
-            except (requests.ConnectionError, requests.Timeout):
-                pass  # not listening yet, or workers still booting
+            if "Connection in use" in self.stdout():
+                self.stop(signal.SIGKILL)
+                return False
+            if self._answered_by_own_worker():
+                return True
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"proxy did not become ready:\n{self.stderr()}")
+
+    def _answered_by_own_worker(self) -> bool:
+        try:
+            ready = requests.get(self.url + "/readyz", timeout=1).status_code == 200
+            pid = requests.get(self.url + "/health", timeout=1).json().get("pid")
+        except (requests.ConnectionError, requests.Timeout, ValueError):
+            return False  # not listening yet, workers still booting, or not a proxy at all
+        return ready and pid in {child.pid for child in psutil.Process(self.proc.pid).children()}
+
+    def _move_to(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env["PORT"] = str(port)
 
     def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
