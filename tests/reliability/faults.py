@@ -76,13 +76,15 @@ class Fault:
     scenario: str | None       # X-Fake-Scenario (None: a normal answer)
     plain: Expect
     stream: Expect
-    # "fake": the fake with a short idle timeout; "closed": an origin that refuses connections;
-    # "patient": the fake with a long idle timeout (5 MB answers to concurrent clients: the
-    # in-process fake shares its GIL with those clients and can pause longer than 500 ms).
+    # "fake": the fake Z.AI; "closed": an origin that refuses connections.
     upstream: str = "fake"
     # Scenario of the byte-exact reference: None means `scenario` itself, "" the normal answer.
     reference: str | None = None
-    slow: bool = False         # waits for the idle timeout
+    # Waits for the proxy's idle timeout (stalls, hangs), so runs on a proxy with a short one.
+    # Every other fault runs on a proxy with a long one: the in-process fake shares its GIL with
+    # the test's clients and, on a loaded machine, can pause longer than the short timeout,
+    # which would turn a healthy answer or an immediate reset into an upstream timeout.
+    slow: bool = False
     answer_bytes: int = 0      # size of a very large answer (memory bounds scale with it)
 
 
@@ -155,7 +157,7 @@ def upstream_faults(full: bool) -> list[Fault]:
               *_both(Expect("ok"))),
         Fault(f"very large answer ({large // 1_000_000} MB)",
               f"large;bytes={large};chunk_bytes=65536", *_both(Expect("ok")),
-              upstream="patient", answer_bytes=large),
+              answer_bytes=large),
         _status(500), _status(502), _status(502, "html"), _status(503), _status(504),
         _status(529),
     ]

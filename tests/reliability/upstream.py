@@ -26,6 +26,7 @@ from .harness import (MIB, Stack, closed_port_url, fill_thread_pools, metric_del
 from .table import Row, row
 
 GAUGE = "zai_proxy_concurrent_requests"
+PATIENT_READ_TIMEOUT = "30s"
 MAX_WORKERS = 16
 THREADS = MAX_WORKERS + max(8, MAX_WORKERS // 4)   # gunicorn threads (config.threads_per_process)
 
@@ -37,7 +38,7 @@ class MatrixSettings:
     reps: int = 1               # repetitions per cell (≥ 2 to judge memory)
     shards: int = 3             # cells run in this many parallel shards, each on its proxies
     counting: bool = False      # TOKEN_COUNTING_ENABLED: the accounting path of streams
-    read_timeout: str = "500ms"
+    read_timeout: str = "500ms"   # UPSTREAM_READ_TIMEOUT of the proxies slow faults run on
     # How far the last burst of a cell may lift the worker's RSS above the peak of the earlier
     # bursts: allocator noise. Faults with very large answers add 3 answers' worth, since which
     # thread's malloc arena holds a burst's buffers varies (measured: ±2 answers at 8 in flight).
@@ -83,30 +84,34 @@ def run(stack: Stack, settings: MatrixSettings) -> list[Row]:
     return [head] + [r for fault in faults for r in by_fault[fault.name]] + tail
 
 
-def _target(stack: Stack, kind: str, settings: MatrixSettings) -> Target:
+def _target(stack: Stack, kind: str, settings: MatrixSettings, slow: bool) -> Target:
+    """A proxy for faults of upstream `kind`; only slow faults get the short idle timeout
+    (see Fault.slow)."""
     env = proxy_env(settings)
+    if not slow:
+        env["UPSTREAM_READ_TIMEOUT"] = PATIENT_READ_TIMEOUT
     if kind == "closed":
         return Target(stack.proxy(closed_port_url(), **env))
-    if kind == "patient":
-        env["UPSTREAM_READ_TIMEOUT"] = "30s"
     return Target(stack.proxy(**env))
 
 
 def _clean_shard(stack: Stack, settings: MatrixSettings, label: str) -> Row:
-    target = _target(stack, "fake", settings)
+    target = _target(stack, "fake", settings, slow=False)
     return clean_traffic(target, label, 2000 if settings.full else 600)
 
 
 def _run_shard(stack: Stack, faults: list[Fault], settings: MatrixSettings, label: str):
-    targets: dict[str, Target] = {}
+    targets: dict[tuple[str, bool], Target] = {}
     cells: dict[str, list[Row]] = {}
     for fault in faults:
-        if fault.upstream not in targets:
-            targets[fault.upstream] = _target(stack, fault.upstream, settings)
-        target = targets[fault.upstream]
+        kind = (fault.upstream, fault.slow)
+        if kind not in targets:
+            targets[kind] = _target(stack, fault.upstream, settings, fault.slow)
+        target = targets[kind]
         cells[fault.name] = [run_cell(stack, target, fault, family, stream, settings, label)
                              for family in calls.FAMILIES for stream in (False, True)]
-    return cells, [_threads_row(label, name, target) for name, target in targets.items()]
+    return cells, [_threads_row(label, kind + (", short idle timeout" if slow else ""), target)
+                   for (kind, slow), target in targets.items()]
 
 
 def clean_traffic(target: Target, group: str, count: int, concurrency: int = 8) -> Row:
@@ -127,12 +132,20 @@ def clean_traffic(target: Target, group: str, count: int, concurrency: int = 8) 
     retries = metric_delta(before, after, "zai_proxy_retry_attempts_total")
     problems = []
     if failed or errors or retries:
-        problems.append(f"{failed} of {count} answers not 200; upstream errors +{errors:g}; "
-                        f"retries +{retries:g}")
+        problems.append(f"{failed} of {count} answers not 200; upstream errors +{errors:g} "
+                        f"{_by_label(before, after, 'zai_proxy_upstream_errors_total', 'error_type')}"
+                        f"; retries +{retries:g}")
     return row(group, f"healthy upstream, {count} requests, new connection each",
                "all 200; no upstream error; no retry", problems,
                f"{count} × 200, no upstream error", finding="F8",
                failed=failed, upstream_errors=errors)
+
+
+def _by_label(before: dict, after: dict, name: str, label: str) -> dict[str, float]:
+    """The deltas of `name` per value of `label`, the non-zero ones: what kind of error moved."""
+    values = {dict(labels).get(label) for (sample, labels) in after if sample == name}
+    deltas = {value: metric_delta(before, after, name, **{label: value}) for value in values}
+    return {value: delta for value, delta in sorted(deltas.items()) if delta}
 
 
 def _reference(stack: Stack, fault: Fault, family: str, stream: bool, expect: Expect) -> bytes:
