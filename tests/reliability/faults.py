@@ -144,7 +144,9 @@ def upstream_faults(full: bool) -> list[Fault]:
         Fault("no answer (hang)", "hang",
               *_both(_error(504, "upstream_timeout", "upstream_timeout", "network_error")),
               slow=True),
-        Fault("slow drip", "drip;byte_interval_ms=40;bytes_per_write=64",
+        # Streams take 1.5–1.75 s, longer than the short idle timeout (1 s), which a pause
+        # between writes 25 times as long as the usual one still stays under.
+        Fault("slow drip", "drip;byte_interval_ms=40;bytes_per_write=32",
               *_both(Expect("ok")), reference="", slow=True),
         Fault("truncated JSON", "truncated_json",
               _error(502, "truncated_response", "truncated_response", "truncated_response"),

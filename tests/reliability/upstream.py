@@ -38,7 +38,7 @@ class MatrixSettings:
     reps: int = 1               # repetitions per cell (≥ 2 to judge memory)
     shards: int = 3             # cells run in this many parallel shards, each on its proxies
     counting: bool = False      # TOKEN_COUNTING_ENABLED: the accounting path of streams
-    read_timeout: str = "500ms"   # UPSTREAM_READ_TIMEOUT of the proxies slow faults run on
+    read_timeout: str = "1s"      # UPSTREAM_READ_TIMEOUT of the proxies slow faults run on
     # How far the last burst of a cell may lift the worker's RSS above the peak of the earlier
     # bursts: allocator noise. Faults with very large answers add 3 answers' worth, since which
     # thread's malloc arena holds a burst's buffers varies (measured: ±2 answers at 8 in flight).
