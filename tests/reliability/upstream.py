@@ -104,10 +104,10 @@ def _run_shard(stack: Stack, faults: list[Fault], settings: MatrixSettings, labe
     targets: dict[tuple[str, bool], Target] = {}
     cells: dict[str, list[Row]] = {}
     for fault in faults:
-        kind = (fault.upstream, fault.slow)
-        if kind not in targets:
-            targets[kind] = _target(stack, fault.upstream, settings, fault.slow)
-        target = targets[kind]
+        key = (fault.upstream, fault.slow)
+        if key not in targets:
+            targets[key] = _target(stack, fault.upstream, settings, fault.slow)
+        target = targets[key]
         cells[fault.name] = [run_cell(stack, target, fault, family, stream, settings, label)
                              for family in calls.FAMILIES for stream in (False, True)]
     return cells, [_threads_row(label, kind + (", short idle timeout" if slow else ""), target)
@@ -240,7 +240,8 @@ def metric_problems(before: dict, after: dict, expect: Expect, count: int) -> li
     if expect.error_type:
         expect_delta("zai_proxy_upstream_errors_total", errors,
                      f"upstream_errors{{{expect.error_type}}}", error_type=expect.error_type)
-    expect_delta("zai_proxy_upstream_errors_total", errors, "upstream_errors (all types)")
+    moved = _by_label(before, after, "zai_proxy_upstream_errors_total", "error_type")
+    expect_delta("zai_proxy_upstream_errors_total", errors, f"upstream_errors {moved}")
     retries = count * (expect.attempts - 1)
     if expect.retry_reason:
         expect_delta("zai_proxy_retry_attempts_total", retries,
