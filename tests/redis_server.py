@@ -8,13 +8,14 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import redis
+
+from tests.proxy_process import free_port
 
 
 def redis_server_binary() -> str:
@@ -26,12 +27,6 @@ def redis_server_binary() -> str:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class RedisServer:
     def __init__(self, directory: Path | str | None = None, port: int | None = None):
         self._tmp = None
@@ -40,7 +35,7 @@ class RedisServer:
             directory = self._tmp.name
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen | None = None
 

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -24,6 +23,8 @@ import psutil
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.proxy_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 USER_ID = 10001
@@ -39,12 +40,6 @@ def buildah(*args: str, timeout: float = 120) -> str:
     result = subprocess.run(["buildah", *args], capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, f"buildah {' '.join(args)}: {result.stderr[-2000:]}"
     return result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Container:

@@ -24,22 +24,17 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.proxy_process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_DIR = ROOT / "image"
 TIKTOKEN_CACHE = ROOT / ".cache" / "tiktoken"
 # The image's default multiprocess directory (config.py), inside the pod's /tmp emptyDir.
 IMAGE_MULTIPROC_DIR = "/tmp/zai-proxy-metrics"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
