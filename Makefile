@@ -38,8 +38,8 @@ tools: ## build helm, helm-unittest, kubeconform, actionlint... into .tools/bin;
 test: venv tiktoken-cache tools lint test-chart test-image ## every check (what CI runs)
 	$(PY) -m pytest -q tests --ignore=tests/test_image.py
 
-lint: venv ## ruff over the Python code (pyflakes and pycodestyle errors: unused names, undefined names...)
-	$(VENV)/bin/ruff check image tests bench scripts
+lint: venv ## ruff over all Python code (settings in pyproject.toml)
+	$(VENV)/bin/ruff check .
 
 test-chart: venv tools ## chart checks: helm lint, helm-unittest, kubeconform, kube-score, actionlint, README freshness
 	bash scripts/check-chart.sh
@@ -55,10 +55,10 @@ chart-docs: tools ## regenerate chart/zai-proxy/README.md from values.yaml and R
 
 run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY)
 	@test -n "$$ZAI_API_KEY$$ZAI_API_KEY_FILE" || { echo "set ZAI_API_KEY (or ZAI_API_KEY_FILE) first" >&2; exit 2; }
-	cd image && PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/.cache/metrics} ../$(PY) -m gunicorn -c gunicorn.conf.py app:app
+	cd image && PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/.cache/metrics} ../$(PY) -m gunicorn -c gunicorn.conf.py 'app:create_app()'
 
 demo: venv tools tiktoken-cache ## fake Z.AI + both variants + real Prometheus, no cluster/key: panels and alerts to out/demo/ (DEMO_CANARY_FAULT=errors|latency)
-	$(PY) -m tests.e2e
+	$(PY) -m tools.demo
 
 BENCH_VENV := .venv-bench
 
@@ -74,7 +74,7 @@ bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, Lite
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 reliability: venv tiktoken-cache tools ## fault and load suite: fault → expected → observed table, out/reliability/ (~25 min; RELIABILITY_ARGS=--fast: ~2 min)
-	$(PY) -m tests.reliability $(RELIABILITY_ARGS)
+	$(PY) -m tools.reliability $(RELIABILITY_ARGS)
 	# The long fuzz profile and 10,000 random paths and models (make test runs short ones).
 	ZAI_PROXY_FUZZ=long ZAI_PROXY_CARDINALITY_REQUESTS=10000 \
 		$(PY) -m pytest -q tests/test_fuzz.py tests/test_cardinality.py

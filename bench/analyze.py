@@ -4,7 +4,7 @@ of issue 6 read against them."""
 
 from __future__ import annotations
 
-from .contestants import PROTOTYPES, PROXIES
+from .contestants import PROXIES
 from .stats import ratio, spread
 
 PEERS = ("litellm", "nginx")
@@ -96,7 +96,7 @@ def nonstreaming(raw: dict) -> dict:
     table = _table(runs, _nonstreaming_figures, {"added_p50_ms": "latency_ms.p50",
                                                  "added_p99_ms": "latency_ms.p99"})
     ratios = {level: {"throughput": _ratios(table, level, "throughput_rps", runs),
-                      "added_p99": _ratios(table, level, "added_p99_ms", PROXIES + PROTOTYPES)}
+                      "added_p99": _ratios(table, level, "added_p99_ms", PROXIES)}
               for level in next(iter(runs.values()))}
     return {"table": table, "ratios": ratios}
 
@@ -106,7 +106,7 @@ def streaming(raw: dict) -> dict:
     table = _table(runs, _streaming_figures, {"added_ttft_p50_ms": "ttft_ms.p50",
                                               "added_ttft_p99_ms": "ttft_ms.p99",
                                               "added_gap_p99_ms": "gap_ms.p99"})
-    ratios = {level: {key: _ratios(table, level, key, PROXIES + PROTOTYPES)
+    ratios = {level: {key: _ratios(table, level, key, PROXIES)
                       for key in ("added_ttft_p50_ms", "added_gap_p99_ms")}
               for level in next(iter(runs.values()))}
     return {"table": table, "ratios": ratios}

@@ -28,12 +28,9 @@ UPSTREAM_KEY = "bench-upstream-key-not-a-secret"
 CHAT = "/chat/completions"
 NAMES = ("direct", "production", "canary", "litellm", "nginx")
 PROXIES = ("production", "canary", "litellm", "nginx")
-# Design probes (bench/prototypes/): not in the default run; `--contestants` adds them.
-PROTOTYPES = ("proto-aiohttp", "proto-go")
-ORDER = NAMES + PROTOTYPES
+ORDER = NAMES
 LABELS = {"direct": "direct (floor)", "production": "zai-proxy production",
-          "canary": "zai-proxy canary", "litellm": "LiteLLM proxy", "nginx": "nginx proxy_pass",
-          "proto-aiohttp": "probe: asyncio (aiohttp)", "proto-go": "probe: Go net/http"}
+          "canary": "zai-proxy canary", "litellm": "LiteLLM proxy", "nginx": "nginx proxy_pass"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +67,7 @@ def base_env() -> dict:
 
 def start_fake(work: Path, layout: Layout) -> tuple[Tree, str]:
     port = free_port()
-    tree = Tree("fake", [PYTHON, "-m", "tests.fake_zai", "--port", str(port), "--record-limit",
+    tree = Tree("fake", [PYTHON, "-m", "tools.fake_zai", "--port", str(port), "--record-limit",
                          "0"], env=base_env(), cwd=ROOT, log_dir=work, cpus=layout.environment)
     origin = f"http://127.0.0.1:{port}"
     wait_http(origin + "/_fake/stats", tree, 30)
@@ -109,7 +106,7 @@ def start_zai_proxy(variant: str, origin: str, work: Path, layout: Layout,
         "PROMETHEUS_MULTIPROC_DIR": str(work / f"{variant}-{port}-metrics"),
     }
     tree = Tree(f"{variant}-{port}", [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                                      "app:app"], env=env, cwd=ROOT / "image", log_dir=work,
+                                      "app:create_app()"], env=env, cwd=ROOT / "image", log_dir=work,
                 cpus=layout.contestant)
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/readyz", tree, 30)
@@ -175,42 +172,6 @@ def start_nginx(origin: str, work: Path, layout: Layout) -> Running:
                    tree, {"worker_processes": 1})
 
 
-def start_proto_aiohttp(origin: str, work: Path, layout: Layout) -> Running:
-    port = free_port()
-    tree = Tree(f"proto-aiohttp-{port}", [PYTHON, "-m", "bench.prototypes.aiohttp_relay",
-                                          "--port", str(port), "--upstream", origin,
-                                          "--key", UPSTREAM_KEY],
-                env=base_env(), cwd=ROOT, log_dir=work, cpus=layout.contestant)
-    base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/readyz", tree, 30)
-    return Running("proto-aiohttp", base + "/v1" + CHAT, {}, tree, {"processes": 1})
-
-
-def build_go_probe() -> Path:
-    """Build bench/prototypes/goproxy (standard library only) into .cache/bench/."""
-    import subprocess
-    out = ROOT / ".cache" / "bench" / "goproxy"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    env = base_env() | {"GOCACHE": str(ROOT / ".cache" / "go-build"),
-                        "GOPATH": str(ROOT / ".cache" / "go"), "GOFLAGS": "-buildvcs=false",
-                        "HOME": os.environ.get("HOME", "/tmp"), "CGO_ENABLED": "0"}
-    subprocess.run(["go", "build", "-o", str(out), "."], check=True, env=env,
-                   cwd=ROOT / "bench" / "prototypes" / "goproxy")
-    return out
-
-
-def start_proto_go(origin: str, work: Path, layout: Layout) -> Running:
-    exe = build_go_probe()
-    port = free_port()
-    tree = Tree(f"proto-go-{port}", [str(exe), "-listen", f"127.0.0.1:{port}", "-upstream",
-                                     origin, "-key", UPSTREAM_KEY],
-                env=base_env() | {"GOMAXPROCS": "1"}, cwd=work, log_dir=work,
-                cpus=layout.contestant)
-    base = f"http://127.0.0.1:{port}"
-    wait_http(base + "/readyz", tree, 30)
-    return Running("proto-go", base + "/v1" + CHAT, {}, tree, {"GOMAXPROCS": 1})
-
-
 def direct(origin: str) -> Running:
     return Running("direct", origin + "/api/paas/v4" + CHAT,
                    {"Authorization": f"Bearer {UPSTREAM_KEY}"}, None, {})
@@ -225,8 +186,4 @@ def start(name: str, origin: str, work: Path, layout: Layout, max_workers: int) 
         return start_litellm(origin, work, layout)
     if name == "nginx":
         return start_nginx(origin, work, layout)
-    if name == "proto-aiohttp":
-        return start_proto_aiohttp(origin, work, layout)
-    if name == "proto-go":
-        return start_proto_go(origin, work, layout)
     raise ValueError(name)

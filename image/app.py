@@ -1,4 +1,4 @@
-"""The WSGI entry point: `gunicorn -c gunicorn.conf.py app:app`.
+"""The WSGI entry point: `gunicorn -c gunicorn.conf.py 'app:create_app()'`.
 
 This module only wires the pieces of `zai_proxy` together; each piece does one job.
 """
@@ -85,15 +85,4 @@ def create_app(config: config_module.Config | None = None, *,
                 405, {"Content-Type": "application/json"})
 
     return app
-
-
-def __getattr__(name: str):
-    # `app` is built on first access (by gunicorn in each worker), so importing this module in a
-    # test or a tool does not read the environment.
-    if name == "app":
-        application = create_app()
-        globals()["app"] = application
-        return application
-    raise AttributeError(name)
-
 

@@ -21,8 +21,8 @@ HELM_UNITTEST_VERSION=v1.1.2
 KUBECONFORM_VERSION=v0.8.0
 ACTIONLINT_VERSION=v1.7.12
 # kube-linter's module (golang.stackrox.io/kube-linter) is not served by the Go module proxy
-# this project can reach (403 for every version): its default checks run from scripts/kube_lint.py
-# with .kube-linter.yaml, and kube-score adds its own best-practice lint of rendered objects.
+# this project can reach (403 for every version): it runs in the GitHub workflow only, and
+# kube-score lints the rendered objects everywhere.
 KUBE_SCORE_VERSION=v1.20.0
 HELM_DOCS_VERSION=v1.14.2
 # The Kubernetes version helm and helm-unittest assume without a cluster (helm's own Makefile sets it

@@ -1,19 +1,13 @@
-"""Shared fixtures: the proxy package on sys.path, the fake Z.AI upstream, the real proxy."""
+"""Shared fixtures: the fake Z.AI upstream and the real proxy (pyproject.toml sets sys.path)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "image"))
 
 
 @pytest.fixture
 def fake_zai():
-    from tests.fake_zai import FakeZai
+    from tools.fake_zai import FakeZai
     with FakeZai() as fake:
         yield fake
 
@@ -21,7 +15,7 @@ def fake_zai():
 @pytest.fixture
 def start_proxy(tmp_path, fake_zai):
     """start_proxy(**env) → a running ProxyProcess pointed at the fake upstream."""
-    from tests.proxy_process import ProxyProcess
+    from tools.proxy_process import ProxyProcess
     started = []
 
     def start(upstream_url=None, **env):

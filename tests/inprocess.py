@@ -11,7 +11,7 @@ import threading
 from prometheus_client import CollectorRegistry
 from werkzeug.serving import make_server
 
-from tests.proxy_process import TEST_ZAI_KEY
+from tools.proxy_process import TEST_ZAI_KEY
 
 
 class InProcessProxy:

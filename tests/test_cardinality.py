@@ -35,7 +35,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.proxy_process import ProxyProcess
+from tools.proxy_process import ProxyProcess
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR",
                       str(Path(__file__).resolve().parent.parent / ".cache" / "tiktoken"))
@@ -172,7 +172,7 @@ def label_values(found: dict[str, set]) -> dict[str, set]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from tests.fake_zai import FakeZai
+    from tools.fake_zai import FakeZai
     rng = random.Random(20261129)
     statuses: dict[int, int] = {}
     with FakeZai() as fake, ProxyProcess(

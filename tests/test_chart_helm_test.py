@@ -69,7 +69,7 @@ def test_helm_test_fails_against_the_other_variant(start_proxy):
 
 
 def test_helm_test_fails_when_nothing_answers():
-    from tests.proxy_process import free_port
+    from tools.proxy_process import free_port
     pod = helm_test_pod(PRODUCTION)
     result = run_pod_script(pod, f"http://127.0.0.1:{free_port()}", READY_TIMEOUT_SECONDS="0")
     assert result.returncode == 1

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from tests.proxy_process import IMAGE
+from tools.proxy_process import IMAGE
 from zai_proxy import config
 
 
@@ -82,7 +82,7 @@ def test_durations_and_variant_sanitising():
 
 def test_the_server_refuses_to_start_with_a_clear_message():
     result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                             "app:app"], cwd=IMAGE, env={"PATH": "/usr/bin:/bin",
+                             "app:create_app()"], cwd=IMAGE, env={"PATH": "/usr/bin:/bin",
                                                          "MAX_WORKERS": "-1"},
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0
@@ -92,7 +92,7 @@ def test_the_server_refuses_to_start_with_a_clear_message():
 
 def test_a_missing_tokenizer_stops_the_server_with_a_clear_message(tmp_path):
     result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                             "app:app"], cwd=IMAGE,
+                             "app:create_app()"], cwd=IMAGE,
                             env={"PATH": "/usr/bin:/bin", "ZAI_API_KEY": "k",
                                  "TOKEN_COUNTING_ENABLED": "true",
                                  "TIKTOKEN_CACHE_DIR": str(tmp_path),   # empty: no BPE file

@@ -3,7 +3,7 @@ Prometheus scraping them as the rendered ServiceMonitors say, the rendered Prome
 `for` divided by 60, so 5m becomes 5s) and the dashboard's own panel queries.
 
 Three runs: a healthy canary (panels, labels, no alert, scrapes under a full in-flight cap), a
-canary with added latency (its latency alerts fire, nothing else), and `python -m tests.e2e` itself
+canary with added latency (its latency alerts fire, nothing else), and `python -m tools.demo` itself
 (what `make demo` runs) with DEMO_CANARY_FAULT=errors, stopped with SIGTERM mid-run (its error
 alerts fire, it writes out/demo-like files and leaves no process behind).
 """
@@ -20,12 +20,12 @@ import time
 
 import pytest
 
-from tests.chart import render
-from tests.chart.dashboard_queries import substitute
-from tests.e2e import report
-from tests.e2e.processes import group_leftovers, session_leftovers
-from tests.e2e.stack import DEMO_ZAI_KEY, ROOT, Stack, StackSettings
-from tests.e2e.traffic import Traffic, held_streams
+from tools.chart import render
+from tools.chart.dashboard_queries import substitute
+from tools.demo import report
+from tools.demo.processes import group_leftovers, session_leftovers
+from tools.demo.stack import DEMO_ZAI_KEY, ROOT, Stack, StackSettings
+from tools.demo.traffic import Traffic, held_streams
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -231,7 +231,7 @@ def test_demo_with_errors_fault_fires_error_alerts_writes_report_and_stops_on_si
     out = tmp_path / "demo"
     env = dict(os.environ, DEMO_CANARY_FAULT="errors", PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.e2e", "--duration", "120", "--every", "2", "--interval",
+        [sys.executable, "-m", "tools.demo", "--duration", "120", "--every", "2", "--interval",
          "1s", "--for-factor", "60", "--fault-after", "0", "--rate-interval", RATE_INTERVAL,
          "--out", str(out)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

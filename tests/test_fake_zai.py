@@ -23,8 +23,8 @@ import anthropic
 import openai
 import pytest
 
-from tests.fake_zai import FakeZai, ScenarioError, parse
-from tests.fake_zai import quota as quota_builders
+from tools.fake_zai import FakeZai, ScenarioError, parse
+from tools.fake_zai import quota as quota_builders
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAT = "/api/paas/v4/chat/completions"
@@ -596,7 +596,7 @@ def test_cli_serves_with_two_processes_and_stops_on_sigterm(tmp_path):
         port = probe.getsockname()[1]
     port_file = tmp_path / "port"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_zai", "--port", str(port), "--processes", "2",
+        [sys.executable, "-m", "tools.fake_zai", "--port", str(port), "--processes", "2",
          "--scenario", "ok;chunk_text=z;chunks=2", "--port-file", str(port_file)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:

@@ -24,11 +24,11 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.proxy_process import free_port
+from tools.proxy_process import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 USER_ID = 10001
-CMD = ["gunicorn", "-c", "gunicorn.conf.py", "app:app"]
+CMD = ["gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
 DEAD_PROXY = "http://127.0.0.1:9"
 OFFLINE_ENV = {name: DEAD_PROXY for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy",
                                              "https_proxy")}
@@ -117,7 +117,7 @@ class Served:
         for proc in psutil.Process(self.proc.pid).children(recursive=True):
             self.seen[proc.pid] = proc
             try:
-                if "python" in os.path.basename(proc.cmdline()[0]) and "app:app" in proc.cmdline():
+                if "python" in os.path.basename(proc.cmdline()[0]) and "app:create_app()" in proc.cmdline():
                     found.append(proc)
             except (psutil.NoSuchProcess, IndexError):
                 pass

@@ -14,7 +14,7 @@ import ipaddress
 
 import pytest
 
-from tests.chart.render import Release, render
+from tools.chart.render import Release, render
 
 EXAMPLE = Release("production+networkpolicy", "zai-proxy", "mcp",
                   ("values/values-production.yaml", "examples/networkpolicy.yaml"))

@@ -13,7 +13,7 @@ import anthropic
 import openai
 import requests
 
-from tests.proxy_process import TEST_ZAI_KEY
+from tools.proxy_process import TEST_ZAI_KEY
 
 CLIENT_KEY = "client-key-should-never-go-upstream"
 

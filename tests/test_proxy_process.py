@@ -7,7 +7,7 @@ from __future__ import annotations
 import psutil
 import requests
 
-from tests.proxy_process import ProxyProcess
+from tools.proxy_process import ProxyProcess
 
 
 def test_a_proxy_whose_port_was_taken_moves_to_a_free_one(start_proxy, fake_zai, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import requests
 from prometheus_client import CollectorRegistry
 
-from tests.fake_zai import quota as fake_quota
+from tools.fake_zai import quota as fake_quota
 from zai_proxy.config import Config
 from zai_proxy.metrics import Metrics
 from zai_proxy.quota import QuotaSupervisor, normalize, PollError

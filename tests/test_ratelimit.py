@@ -13,7 +13,7 @@ import uuid
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.redis_server import RedisServer
+from tools.redis_server import RedisServer
 from zai_proxy import admission, controller
 from zai_proxy.config import Config
 from zai_proxy.controller import Counts, Settings, State, evaluate

@@ -11,8 +11,8 @@ import psutil
 import pytest
 import requests
 
-from tests.fake_zai import quota as fake_quota
-from tests.redis_server import RedisServer
+from tools.fake_zai import quota as fake_quota
+from tools.redis_server import RedisServer
 
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 FIXED_RATE = {"RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_INITIAL": "5", "RATE_LIMIT_MIN": "5",

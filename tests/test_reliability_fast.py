@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.reliability.__main__ import GROUPS, plan, run_group
-from tests.reliability.harness import Stack
-from tests.reliability.table import describe_failures
+from tools.reliability.__main__ import GROUPS, plan, run_group
+from tools.reliability.harness import Stack
+from tools.reliability.table import describe_failures
 
 FAST = plan(fast=True, soak_seconds=None)
 # Rows each group must produce at least (every fault × family × streaming, every client case…)

@@ -28,10 +28,10 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from tests.fake_zai import FakeZai
-from tests.fake_zai import quota as fake_quota
-from tests.proxy_process import ProxyProcess, free_port
-from tests.redis_server import redis_server_binary
+from tools.fake_zai import FakeZai
+from tools.fake_zai import quota as fake_quota
+from tools.proxy_process import ProxyProcess, free_port
+from tools.redis_server import redis_server_binary
 
 # Token counting is on in the main run; tiktoken reads its files from the repo's offline cache
 # (`make tiktoken-cache`), as under `make test`.

@@ -21,10 +21,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.chart import render
+from tools.chart import render
 from tests.chart import rule_scenarios as rs
 from tests.chart.check_rules import Checks, dump, promtool
-from tests.chart.dashboard_queries import (DASHBOARD, TOKEN_METRICS, VARIABLES, is_token_panel,
+from tools.chart.dashboard_queries import (DASHBOARD, TOKEN_METRICS, VARIABLES, is_token_panel,
                                            load, queries, substitute)
 
 UID = "zai-proxy-prod-vs-canary"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.chart import render
+from tools.chart import render
 from tests.chart.rule_scenarios import MINUTES, Scenario, scenarios, traffic
 
 ROOT = render.ROOT

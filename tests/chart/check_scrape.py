@@ -14,9 +14,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.chart import render
+from tools.chart import render
 from tests.chart.check_rules import Checks, dump, promtool
-from tests.chart.scrape_config import relabel, scrape_job
+from tools.chart.scrape_config import relabel, scrape_job
 
 
 def objects(release: render.Release) -> tuple[dict, dict]:

@@ -12,7 +12,7 @@ restart or Redis misbehave, checked against real gunicorn proxies and the fake Z
     harness.py        the processes under test and what is measured on them
     calls.py, rawhttp.py, table.py   requests and checks; hand-made HTTP; the result table
 
-Every case yields one row: fault → expected → observed. `python -m tests.reliability` (make
+Every case yields one row: fault → expected → observed. `python -m tools.reliability` (make
 reliability) runs everything at full size; tests/test_reliability_fast.py runs it small inside
 `make test`. Known proxy findings are marked on their rows (F1…) and described, with the proposed
 fixes, in docs/reliability.md.

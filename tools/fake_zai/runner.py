@@ -96,7 +96,7 @@ class FakeZai:
         self.state.set_default(spec, path_suffix)
 
     def set_quota(self, payload: dict) -> None:
-        """Replace the quota endpoint's payload (see `tests.fake_zai.quota` for builders)."""
+        """Replace the quota endpoint's payload (see `tools.fake_zai.quota` for builders)."""
         self.state.set_quota(payload)
 
     @property

@@ -1,6 +1,6 @@
 """Processes under test: the fake upstream, real gunicorn proxies, and what we measure on them.
 
-Works the same from pytest (a tmp_path) and from `python -m tests.reliability` (a temp dir):
+Works the same from pytest (a tmp_path) and from `python -m tools.reliability` (a temp dir):
 
     with Stack(directory) as stack:
         proxy = stack.proxy(MAX_WORKERS="8")         # pointed at stack.fake
@@ -18,8 +18,8 @@ from typing import Callable
 
 import psutil
 
-from tests.fake_zai import FakeZai
-from tests.proxy_process import ROOT, ProxyProcess
+from tools.fake_zai import FakeZai
+from tools.proxy_process import ROOT, ProxyProcess
 
 MIB = 1024 * 1024
 TIKTOKEN_CACHE = ROOT / ".cache" / "tiktoken"

@@ -1,4 +1,4 @@
-"""`python -m tests.fake_zai --host 127.0.0.1 --port N [--scenario SPEC] [--processes K]`
+"""`python -m tools.fake_zai --host 127.0.0.1 --port N [--scenario SPEC] [--processes K]`
 
 Serves the fake until SIGTERM/SIGINT. With K > 1 the processes share the port through
 SO_REUSEPORT (the kernel spreads connections), so a benchmark can give the fake more than one
@@ -21,7 +21,7 @@ from .scenarios import ScenarioError, parse
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.fake_zai",
+    parser = argparse.ArgumentParser(prog="python -m tools.fake_zai",
                                      description="Fake Z.AI upstream for tests and benchmarks.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (1 process)")

@@ -1,7 +1,7 @@
 """A fake Z.AI upstream over real HTTP, shared by the tests, `make demo` and `make bench`.
 
 Use it in-process (`FakeZai`, a server in a background thread) or standalone
-(`python -m tests.fake_zai --port N [--scenario SPEC] [--processes K]`).
+(`python -m tools.fake_zai --port N [--scenario SPEC] [--processes K]`).
 
 Surfaces (matched by path suffix, so `/api/paas/v4`, `/api/coding/paas/v4`, `/api/anthropic/v1`
 or no prefix at all work alike)

@@ -1,4 +1,4 @@
-"""`make demo`: `python -m tests.e2e [--duration S] [--out DIR]`, no cluster and no Z.AI key.
+"""`make demo`: `python -m tools.demo [--duration S] [--out DIR]`, no cluster and no Z.AI key.
 
 Starts the stack (stack.py: fake Z.AI, both variants' pods configured from `helm template`, a real
 Prometheus configured from the chart's ServiceMonitors and PrometheusRules), sends SDK traffic
@@ -23,14 +23,14 @@ import threading
 import time
 from pathlib import Path
 
-from tests.e2e import report
-from tests.e2e.prometheus import duration, seconds
-from tests.e2e.stack import ROOT, Stack, StackSettings
-from tests.e2e.traffic import FAULTS, Traffic
+from tools.demo import report
+from tools.demo.prometheus import duration, seconds
+from tools.demo.stack import ROOT, Stack, StackSettings
+from tools.demo.traffic import FAULTS, Traffic
 
 
 def arguments(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m tests.e2e", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float,
                         default=float(os.environ.get("DEMO_DURATION", 180)),
                         help="seconds of traffic (DEMO_DURATION, default 180)")

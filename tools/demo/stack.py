@@ -20,11 +20,11 @@ from pathlib import Path
 
 import requests
 
-from tests.chart import render
-from tests.e2e.pods import IMAGE_DIR, Pod, free_port, pods_of
-from tests.e2e.processes import Children
-from tests.e2e.prometheus import Prometheus, scrape_configs, shorten_for
-from tests.redis_server import redis_server_binary
+from tools.chart import render
+from tools.demo.pods import IMAGE_DIR, Pod, free_port, pods_of
+from tools.demo.processes import Children
+from tools.demo.prometheus import Prometheus, scrape_configs, shorten_for
+from tools.redis_server import redis_server_binary
 
 ROOT = render.ROOT
 RELEASES = {"production": render.PRODUCTION, "canary": render.CANARY}
@@ -88,7 +88,7 @@ class Stack:
     def _start_fake(self) -> None:
         port_file = self.dir / "fake-zai.port"
         port_file.unlink(missing_ok=True)
-        argv = [sys.executable, "-m", "tests.fake_zai", "--port", "0", "--port-file",
+        argv = [sys.executable, "-m", "tools.fake_zai", "--port", "0", "--port-file",
                 str(port_file), "--record-limit", "1000"]
         if self.settings.fake_scenario:
             argv += ["--scenario", self.settings.fake_scenario]

@@ -18,7 +18,7 @@ import time
 from .harness import Stack, metric_sum, wait_for
 from .load import KINDS, Load
 from .table import Row, row
-from tests.redis_server import RedisServer
+from tools.redis_server import RedisServer
 
 GROUP = "shared-state"
 RATE = 5

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import anthropic
 import openai
 
-from tests.e2e.pods import Pod
+from tools.demo.pods import Pod
 
 FAULTS = ("none", "errors", "latency")
 LATENCY_FAULT_MS = 11_000

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis
 
-from tests.proxy_process import free_port
+from tools.proxy_process import free_port
 
 
 def redis_server_binary() -> str:

@@ -1,6 +1,6 @@
 """What the dashboard shows, per variant, read through Prometheus's HTTP API; and the alerts.
 
-Every panel target of the chart's dashboard (tests/chart/dashboard_queries.py) is evaluated with
+Every panel target of the chart's dashboard (tools/chart/dashboard_queries.py) is evaluated with
 Grafana's variables substituted (`$deployment_variant` = production|canary, `$namespace` = All,
 `$__rate_interval` = the given window). A target's value for a variant is the sum of its series
 for that variant (a panel split by error type or reason sums to the variant's total); a panel's
@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.chart.dashboard_queries import Query, load, queries, substitute
+from tools.chart.dashboard_queries import Query, load, queries, substitute
 
 VARIANTS = ("production", "canary")
 STATE_ORDER = {"inactive": 0, "pending": 1, "firing": 2}

@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's package) configured from the chart's rendered monitoring objects.
 
-Scrape config: one job per rendered ServiceMonitor, built by tests/chart/scrape_config.py with the
+Scrape config: one job per rendered ServiceMonitor, built by tools/chart/scrape_config.py with the
 Prometheus Operator's relabelings plus the ServiceMonitor's own (so series carry
 `deployment_variant`). Kubernetes service discovery is emulated by static targets: the Services a
 ServiceMonitor selects (its `selector.matchLabels` and `namespaceSelector.matchNames`), and for
@@ -25,9 +25,9 @@ from pathlib import Path
 import requests
 import yaml
 
-from tests.chart.scrape_config import scrape_job
-from tests.e2e.pods import Pod, free_port
-from tests.e2e.processes import Children
+from tools.chart.scrape_config import scrape_job
+from tools.demo.pods import Pod, free_port
+from tools.demo.processes import Children
 
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d)")
 _SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -5,7 +5,7 @@ The dashboard JSON (chart/zai-proxy/dashboards/) is the single source of the pan
 `$deployment_variant` and `$namespace`, so `substitute()` turns it into a query Prometheus's HTTP
 API answers directly:
 
-    from tests.chart.dashboard_queries import queries, substitute
+    from tools.chart.dashboard_queries import queries, substitute
     for q in queries():
         promql = substitute(q.expr, variants=("production", "canary"), rate_interval="1m")
 

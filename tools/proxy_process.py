@@ -1,4 +1,4 @@
-"""Run the real proxy (`gunicorn -c gunicorn.conf.py app:app` inside image/) for a test.
+"""Run the real proxy (`gunicorn -c gunicorn.conf.py 'app:create_app()'` inside image/) for a test.
 
 Every test talks to it over real HTTP on loopback, exactly as a client would; its stdout and
 stderr go to files so tests can assert on the log lines (and grep them for secrets).
@@ -66,7 +66,7 @@ class ProxyProcess:
     def _boot(self, timeout: float) -> bool:
         """True once one of this gunicorn's workers answers; False if its port was taken."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"],
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
             cwd=IMAGE, env=self.env, stdout=open(self.stdout_path, "wb"),
             stderr=open(self.stderr_path, "wb"))
         deadline = time.monotonic() + timeout

@@ -1,9 +1,9 @@
 """`make reliability`: the whole fault and load suite, one table, non-zero exit on any mismatch.
 
-    python -m tests.reliability                      # everything, full size (about 14 min)
-    python -m tests.reliability --fast               # the size `make test` runs (~2 min)
-    python -m tests.reliability --only client,load   # some groups
-    python -m tests.reliability --soak-seconds 120
+    python -m tools.reliability                      # everything, full size (about 14 min)
+    python -m tools.reliability --fast               # the size `make test` runs (~2 min)
+    python -m tools.reliability --only client,load   # some groups
+    python -m tools.reliability --soak-seconds 120
 
 Writes the table and the rows (with the measured figures) to out/reliability/.
 """
@@ -52,7 +52,7 @@ def run_group(group: str, stack: Stack, settings: dict) -> list[table.Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.reliability",
+    parser = argparse.ArgumentParser(prog="python -m tools.reliability",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--fast", action="store_true", help="the size make test runs")
     parser.add_argument("--only", default=",".join(GROUPS),

@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.proxy_process import free_port
+from tools.proxy_process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_DIR = ROOT / "image"
@@ -56,8 +56,8 @@ class Pod:
         return f"127.0.0.1:{self.port}"
 
     def argv(self) -> list[str]:
-        # The image's CMD: `gunicorn -c gunicorn.conf.py app:app` in the app directory.
-        return [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:app"]
+        # The image's CMD: `gunicorn -c gunicorn.conf.py 'app:create_app()'` in the app directory.
+        return [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
 
 
 class UnknownSecret(KeyError):

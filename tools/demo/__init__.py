@@ -6,5 +6,5 @@ prometheus.py  scrape jobs from the rendered ServiceMonitors, rule files from th
 traffic.py   traffic through the official openai and anthropic SDKs, with an optional canary fault
 report.py    every dashboard panel's query per variant and the alert states, written to out/demo/
 processes.py child processes in their own process groups, stopped without leaving any behind
-__main__.py  `python -m tests.e2e` (what `make demo` runs)
+__main__.py  `python -m tools.demo` (what `make demo` runs)
 """

@@ -1,3 +1,0 @@
-module zai-proxy/bench/goproxy
-
-go 1.22
