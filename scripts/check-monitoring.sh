@@ -35,7 +35,7 @@ for check in check_rules check_dashboard check_scrape; do
     "$PY" -m "tests.chart.$check" "$OUT/$check" || status=1
 done
 
-suites=(servicemonitor prometheusrule dashboard-configmap)
+suites=(servicemonitor prometheusrule grafana-dashboard-configmap)
 args=()
 for suite in "${suites[@]}"; do args+=(-f "tests/${suite}_test.yaml"); done
 if helm unittest --strict --color=false "${args[@]}" chart/zai-proxy >"$OUT/unittest.log" 2>&1; then

@@ -1,6 +1,6 @@
 {{/*
 Helpers of the monitoring templates (servicemonitor.yaml, prometheusrule.yaml,
-dashboard-configmap.yaml). The generic helpers live in _helpers.tpl.
+grafana-dashboard-configmap.yaml). The generic helpers live in _helpers.tpl.
 */}}
 
 {{/* zai-proxy.monitoringName: `<fullname>-<variant>` (`zai-proxy-production`, `zai-proxy-canary`), or the fullname when it already ends with the variant. Monitoring objects of both releases share one namespace, so the variant keeps their names apart. Cut to 56 so a `-alerts` suffix still fits in 63. */}}
