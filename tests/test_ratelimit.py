@@ -11,7 +11,7 @@ import time
 import uuid
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from tools.redis_server import RedisServer
 from zai_proxy import admission, controller
@@ -165,6 +165,18 @@ def test_observe_and_window_end_moves_the_rate_and_metrics(tmp_path):
     assert limiter.snapshot()["rate"] == 9.8
     assert sample(metrics, "zai_proxy_rate_limit_requests_per_second") == 9.8
     assert sample(metrics, "zai_proxy_rate_limit_adjustments_total", direction="decrease") == 1
+
+
+def test_every_adjustment_direction_is_exported_at_zero_from_the_start(tmp_path):
+    # A limiter that holds its rate reports 0 adjustments (the dashboard's Rate Limit Adjustments
+    # panel has data), and rate() sees the first real one, which a series born at 1 hides.
+    limiter, metrics = make(tmp_path)
+    text = generate_latest(metrics.registry).decode()
+    for direction in ("increase", "decrease", "probe"):
+        assert (f'zai_proxy_rate_limit_adjustments_total{{direction="{direction}",variant="test"}} 0.0'
+                in text), text
+    _, off = make(tmp_path, rate_limit_enabled=False)
+    assert "zai_proxy_rate_limit_adjustments_total{" not in generate_latest(off.registry).decode()
 
 
 def test_state_file_survives_restart_within_max_age(tmp_path):

@@ -24,6 +24,8 @@ WAIT_BUCKETS = (.001, .01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60)
 TOKEN_COUNT_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1)
 
 FAIRNESS_BUCKETS = 64
+# The adaptive controller's decisions (controller.evaluate), the `direction` of its adjustments.
+ADJUSTMENT_DIRECTIONS = ("increase", "decrease", "probe")
 ZAI_CODES = ("1000", "1001", "1002", "1003", "1004", "1113", "1210", "1211", "1214", "1261",
              "1301", "1302", "1303", "1304", "1305", "1308", "1309", "1310", "1311", "1312",
              "1313")
@@ -137,6 +139,13 @@ class Metrics:
                                        "Age of the last good quota sample.", "livemin")
         self.quota_polls = counter("zai_proxy_quota_poll_total", "Quota polls by result.",
                                    ("result",))
+
+    def rate_limiter_started(self) -> None:
+        """Export every controller decision at 0 once the limiter runs: a limiter that holds its
+        rate then shows 0 adjustments rather than no series, and rate()/increase() see its first
+        adjustment (a series that appears at 1 has no earlier sample to compare with)."""
+        for direction in ADJUSTMENT_DIRECTIONS:
+            self.rate_limit_adjustments.labels(direction, self.variant)
 
     # Families of optional features are bound on first use, so a feature that is off (token
     # counting, rate limiting, the quota poller) exports no series at all.

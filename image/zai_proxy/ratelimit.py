@@ -143,6 +143,8 @@ class RateLimiter:
                         "RATE_LIMIT_STORAGE_URI=redis://… to share one budget and one learned "
                         "state across processes and pods", self.workers, self.workers)
         self._apply(self._state())
+        if self.enabled:
+            metrics.rate_limiter_started()
 
     # Public interface -----------------------------------------------------------------------
     def acquire(self, source: str, cancel: threading.Event) -> Admission:
