@@ -4,7 +4,7 @@
 #   - Go tools, built from their modules at pinned versions into .tools/bin (GOBIN), with a
 #     repo-local GOPATH/GOMODCACHE/GOCACHE under .cache/ so $HOME is never touched;
 #   - helm-unittest registered as a helm plugin under .tools/helm (HELM_* dirs point there);
-#   - Debian packages (promtool + a real Prometheus, redis-server, nginx) only when missing.
+#   - Debian packages (promtool + a real Prometheus, redis-server, nginx, jq) only when missing.
 # Idempotent and fast when already done: each binary is rebuilt only when its pinned version
 # stamp changes.
 set -euo pipefail
@@ -103,9 +103,10 @@ fi
 "$BIN/helm" unittest --help >/dev/null || { log "helm unittest plugin does not run"; exit 1; }
 
 # Debian packages: promtool and a real Prometheus, Redis for the shared rate-limit tests,
-# nginx and wrk for the benchmarks, buildah and debootstrap for the image check (scripts/build-image.sh).
+# nginx and wrk for the benchmarks, buildah and debootstrap for the image check (scripts/build-image.sh),
+# jq for scripts/verify-monitoring.sh and the runbooks' commands that the tests run.
 # apt-get update runs once, and only when something is missing.
-declare -A want=([promtool]=prometheus [prometheus]=prometheus [redis-server]=redis-server [nginx]=nginx-light [wrk]=wrk [buildah]=buildah [debootstrap]=debootstrap)
+declare -A want=([promtool]=prometheus [prometheus]=prometheus [redis-server]=redis-server [nginx]=nginx-light [wrk]=wrk [buildah]=buildah [debootstrap]=debootstrap [jq]=jq)
 missing=()
 for cmd in "${!want[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")

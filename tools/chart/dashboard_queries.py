@@ -9,8 +9,11 @@ API answers directly:
     for q in queries():
         promql = substitute(q.expr, variants=("production", "canary"), rate_interval="1m")
 
-A token panel (tokens/s, estimated cost) reads a family that exists only with token counting on;
-with the seed's values only the canary has data there.
+A token panel (token throughput, token counting duration, estimated cost) reads a family that
+exists only with token counting on; with the seed's values only the canary has data there. The
+chart drops the token panels and the whole "Canary only" row (whose Rate Limit Adjustments panel
+has data for every variant that rate-limits) unless grafanaDashboard.tokenPanels keeps them:
+`Query.gated` marks the targets it drops.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ DASHBOARD = (Path(__file__).resolve().parents[2] / "chart" / "zai-proxy" / "dash
              / "zai-proxy-production-vs-canary.json")
 # The same pattern as "zai-proxy.tokenMetricsRegex" in templates/_monitoring.tpl (checked).
 TOKEN_METRICS = r"zai_proxy_(estimated_)?(token|cost)"
+# The same title as "zai-proxy.canaryOnlyRow" in templates/_monitoring.tpl (checked).
+CANARY_ONLY_ROW = "Canary only"
 VARIABLES = ("$__rate_interval", "$deployment_variant", "$namespace")
 
 
@@ -35,7 +40,9 @@ class Query:
     ref_id: str
     legend: str
     expr: str
-    token_panel: bool
+    token_panel: bool   # reads a token family: data only where tokens are counted
+    gated: bool         # dropped with the token panels (grafanaDashboard.tokenPanels)
+    row: str            # title of the row the panel sits under ("" above the first row)
 
 
 def load(path: Path = DASHBOARD) -> dict:
@@ -46,17 +53,36 @@ def is_token_panel(panel: dict) -> bool:
     return any(re.search(TOKEN_METRICS, t.get("expr", "")) for t in panel.get("targets", []))
 
 
+def panels_with_rows(dashboard: dict | None = None) -> list[tuple[dict, str]]:
+    """Every panel that is not a row, in order, with the title of the row above it."""
+    dashboard = dashboard or load()
+    row, out = "", []
+    for panel in dashboard["panels"]:
+        if panel.get("type") == "row":
+            row = panel.get("title", "")
+            out += [(child, row) for child in panel.get("panels", [])]  # a collapsed row's
+        else:
+            out.append((panel, row))
+    return out
+
+
+def is_gated(panel: dict, row: str) -> bool:
+    """Dropped by the chart unless grafanaDashboard.tokenPanels keeps the token panels."""
+    return row == CANARY_ONLY_ROW or is_token_panel(panel)
+
+
+def panel_queries(panel: dict, row: str = "") -> list[Query]:
+    """The targets of one panel."""
+    token, gated = is_token_panel(panel), is_gated(panel, row)
+    unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
+    return [Query(panel["id"], panel["title"], unit, target["refId"],
+                  target.get("legendFormat", ""), target["expr"], token, gated, row)
+            for target in panel.get("targets", [])]
+
+
 def queries(dashboard: dict | None = None) -> list[Query]:
     """Every panel target, in panel order."""
-    dashboard = dashboard or load()
-    out = []
-    for panel in dashboard["panels"]:
-        token = is_token_panel(panel)
-        unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
-        for target in panel.get("targets", []):
-            out.append(Query(panel["id"], panel["title"], unit, target["refId"],
-                             target.get("legendFormat", ""), target["expr"], token))
-    return out
+    return [q for panel, row in panels_with_rows(dashboard) for q in panel_queries(panel, row)]
 
 
 def _regex_of(values) -> str:

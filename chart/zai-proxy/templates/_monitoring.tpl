@@ -22,3 +22,8 @@ grafana-dashboard-configmap.yaml). The generic helpers live in _helpers.tpl.
 {{- define "zai-proxy.tokenMetricsRegex" -}}
 zai_proxy_(estimated_)?(token|cost)
 {{- end }}
+
+{{/* zai-proxy.canaryOnlyRow: title of the dashboard row whose panels (token throughput, token counting duration, rate-limit adjustments) are shown only with the token panels (grafanaDashboard.tokenPanels). */}}
+{{- define "zai-proxy.canaryOnlyRow" -}}
+Canary only
+{{- end }}
