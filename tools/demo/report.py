@@ -6,9 +6,13 @@ Grafana's variables substituted (`$deployment_variant` = production|canary, `$na
 for that variant (a panel split by error type or reason sums to the variant's total); a panel's
 value is its first target's. NaN (a quantile of no traffic) and missing series are `None`.
 
-Outputs (`write()`): `summary.json` (`panels: {title: {variant: value}}`, `alerts: {name: state}`,
-plus the per-target values, the highest state each alert reached and the run's settings), one
-PNG per panel (production against canary over the run, from query_range) and `report.md`.
+Outputs: `summary.json` (`panels: {title: {variant: value}}`, `alerts: {name: state}`, plus the
+per-target values, the highest state each alert reached and the run's settings), one PNG per panel
+and `report.md`. A PNG draws every series of the panel's own queries over the run (from
+query_range), named as Grafana's legend names it (a Z.AI error keeps its class and code), the
+panel's unit on the left axis and a target whose field override gives it another unit on its own
+right axis (a count is never read off a percent axis, a wait in seconds is not flattened against a
+rate).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.chart.dashboard_queries import Query, load, queries, substitute
+from tools.chart.dashboard_queries import Query, load, panels_with_rows, queries, substitute
+from tools.chart.dashboard_queries import panel_queries as targets_of  # one panel's
 
 VARIANTS = ("production", "canary")
 STATE_ORDER = {"inactive": 0, "pending": 1, "firing": 2}
@@ -57,6 +62,11 @@ def by_variant(result: list[dict]) -> dict[str, float | None]:
 
 def panel_queries() -> list[Query]:
     return queries()
+
+
+def dashboard_panels() -> list[dict]:
+    """The dashboard's panels that show data (rows left out), in order."""
+    return [panel for panel, _ in panels_with_rows(load())]
 
 
 @dataclass
@@ -99,6 +109,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"${value:.4f}/h"
     if unit in ("reqps", "ops"):
         return f"{value:.2f}/s"
+    if unit == "opm":
+        return f"{value:.2f}/min"
     if "tokens/s" in unit:
         return f"{value:.1f} tok/s"
     return f"{value:.3g}"  # "short" and the rest: a plain number
@@ -111,23 +123,12 @@ def _display_name(q: Query, variant: str) -> str:
 
 
 def _unit(q: Query, panel: dict) -> str:
-    """The panel's unit, or the one a field override (byRegexp/byName/byFrameRefID) gives it."""
-    unit = q.unit
-    for override in panel.get("fieldConfig", {}).get("overrides", []):
-        matcher = override.get("matcher", {})
-        kind, option = matcher.get("id"), str(matcher.get("options", ""))
-        name = _display_name(q, VARIANTS[0])
-        hit = ((kind == "byRegexp" and re.search(option, name)) or
-               (kind == "byName" and option == name) or
-               (kind == "byFrameRefID" and option == q.ref_id))
-        for prop in override.get("properties", []) if hit else ():
-            if prop.get("id") == "unit":
-                unit = prop["value"]
-    return unit
+    """The target's unit: the panel's, or the one a field override gives it."""
+    return _placement(q, panel)[0]
 
 
 def _units() -> dict[tuple[str, str], str]:
-    panels = {p["id"]: p for p in load()["panels"]}
+    panels = {p["id"]: p for p in dashboard_panels()}
     return {(q.title, target_label(q)): _unit(q, panels[q.panel_id]) for q in panel_queries()}
 
 
@@ -162,62 +163,142 @@ def _slug(title: str) -> str:
 
 
 AXIS_LABELS = {"percentunit": "percent", "s": "seconds", "reqps": "requests/s", "ops": "per second",
-               "currencyUSD": "USD per hour", "short": ""}
+               "opm": "per minute", "currencyUSD": "USD per hour", "short": "count"}
+SHADES = {"production": "Blues", "canary": "Oranges"}
+
+
+@dataclass
+class Line:
+    """One series of a panel as Grafana draws it: its display name, the unit and side of the
+    axis it belongs to (a field override may give a target its own unit and the right axis)."""
+    label: str
+    variant: str
+    ref_id: str
+    unit: str
+    right: bool
+    xs: list[float]
+    ys: list[float]
+
+
+def _placement(q: Query, panel: dict) -> tuple[str, bool]:
+    """(unit, drawn on the right axis) of a target, from the panel's unit and field overrides
+    (byRegexp/byName on the display name, byFrameRefID), as Grafana applies them."""
+    unit, right = q.unit, False
+    for override in panel.get("fieldConfig", {}).get("overrides", []):
+        matcher = override.get("matcher", {})
+        kind, option = matcher.get("id"), str(matcher.get("options", ""))
+        name = _display_name(q, VARIANTS[0])
+        hit = ((kind == "byRegexp" and re.search(option, name)) or
+               (kind == "byName" and option == name) or
+               (kind == "byFrameRefID" and option == q.ref_id))
+        for prop in override.get("properties", []) if hit else ():
+            if prop.get("id") == "unit":
+                unit = prop["value"]
+            elif prop.get("id") == "custom.axisPlacement":
+                right = prop["value"] == "right"
+    return unit, right
+
+
+def series_name(legend: str, labels: dict[str, str]) -> str:
+    """Grafana's legend: every {{label}} replaced by the series' value of that label."""
+    return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), legend).strip()
+
+
+def panel_lines(panel: dict, prom, start: float, end: float, step: float,
+                rate_interval: str) -> list[Line]:
+    """Every series of every target of `panel` over [start, end], each series on its own (a
+    panel split by class and code keeps them), production's first."""
+    lines = []
+    for q in targets_of(panel):
+        unit, right = _placement(q, panel)
+        expr = substitute(q.expr, variants=VARIANTS, rate_interval=rate_interval)
+        for series in prom.query_range(expr, start, end, step):
+            labels = series["metric"]
+            lines.append(Line(series_name(q.legend, labels) or q.ref_id,
+                              labels.get("deployment_variant", "?"), q.ref_id, unit, right,
+                              [float(at) - start for at, _ in series["values"]],
+                              [float(value) for _, value in series["values"]]))
+    order = {v: i for i, v in enumerate(VARIANTS)}
+    return sorted(lines, key=lambda line: (order.get(line.variant, 9), line.ref_id, line.label))
+
+
+def _colors(lines: list[Line]) -> list:
+    """The variant's colour, in shades when a variant has several series."""
+    from matplotlib import colormaps
+    out = []
+    for line in lines:
+        same = [x for x in lines if x.variant == line.variant]
+        if len(same) == 1 or line.variant not in SHADES:
+            out.append(COLORS.get(line.variant, "gray"))
+        else:
+            n = same.index(line)
+            out.append(colormaps[SHADES[line.variant]](0.95 - 0.5 * n / (len(same) - 1)))
+    return out
+
+
+def _format_axis(ax, unit: str) -> None:
+    from matplotlib.ticker import PercentFormatter
+    ax.set_ylabel(AXIS_LABELS.get(unit, unit.replace("suffix:", "").strip()))
+    if unit == "percentunit":
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylim(bottom=0)
+
+
+def panel_figure(panel: dict, lines: list[Line], marks: dict[str, float] | None = None):
+    """A matplotlib Figure of one panel: the panel's unit on the left axis; series whose unit
+    differs (a field override) on their own right axis, so a count is never read as a percent and
+    a wait in seconds is not flattened against a rate."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 4), dpi=100)
+    ax = fig.add_subplot()
+    base_unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
+    axes = {(base_unit, False): ax}
+    for line in lines:
+        key = (line.unit, line.right or line.unit != base_unit)
+        if key not in axes:
+            axes[key] = ax.twinx()
+    refs = sorted({line.ref_id for line in lines})
+    for line, color in zip(lines, _colors(lines)):
+        target = axes[(line.unit, line.right or line.unit != base_unit)]
+        target.plot(line.xs, line.ys, STYLES[refs.index(line.ref_id) % len(STYLES)], color=color,
+                     label=line.label)
+    for (unit, _), axis in axes.items():
+        _format_axis(axis, unit)
+    for label, at in (marks or {}).items():
+        ax.axvline(at, color="tab:red", alpha=0.5, linewidth=1)
+        ax.annotate(label, (at, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                    textcoords="offset points", color="tab:red", fontsize="small")
+    kind = " (a gauge in Grafana: the last value; here over the run)" \
+        if panel.get("type") == "gauge" else ""
+    ax.set_title(panel["title"] + kind)
+    ax.set_xlabel("seconds since the start of the traffic")
+    if lines:
+        handles = [h for axis in axes.values() for h in axis.get_legend_handles_labels()[0]]
+        many = len(handles) > 6
+        ax.legend(handles, [h.get_label() for h in handles], fontsize="x-small" if many else "small",
+                  ncol=2 if many else 1, loc="upper left", framealpha=0.8)
+    else:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def plot_panels(prom, out: Path, start: float, end: float, rate_interval: str,
                 marks: dict[str, float] | None = None) -> dict[str, str]:
-    """One PNG per panel over [start, end]: production against canary, with vertical lines at
-    `marks` (label -> Unix time, e.g. when the canary fault began). Returns title -> file."""
-    import matplotlib
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-    from matplotlib.ticker import PercentFormatter
-
+    """One PNG per panel over [start, end]: production against canary, each series of the
+    panel's own queries, with vertical lines at `marks` (label -> Unix time, e.g. when the canary
+    fault began). Returns title -> file."""
     step = max(1.0, (end - start) / 240)
-    units = _units()
+    relative = {label: at - start for label, at in (marks or {}).items()}
     files: dict[str, str] = {}
-    by_panel: dict[str, list[Query]] = {}
-    for q in panel_queries():
-        by_panel.setdefault(q.title, []).append(q)
-    for title, qs in by_panel.items():
-        fig, ax = plt.subplots(figsize=(8, 3.6), dpi=100)
-        plotted = 0
-        for n, q in enumerate(qs):
-            expr = substitute(q.expr, variants=VARIANTS, rate_interval=rate_interval)
-            result = prom.query_range(f"sum by (deployment_variant) ({expr})", start, end, step)
-            order = {v: i for i, v in enumerate(VARIANTS)}
-            result.sort(key=lambda r: order.get(r["metric"].get("deployment_variant"), 9))
-            for series in result:
-                variant = series["metric"].get("deployment_variant", "?")
-                xs = [float(t) - start for t, _ in series["values"]]
-                ys = [float(v) for _, v in series["values"]]
-                label = variant if len(qs) == 1 else f"{variant} {target_label(q)}"
-                ax.plot(xs, ys, STYLES[n % len(STYLES)], color=COLORS.get(variant, "gray"),
-                        label=label)
-                plotted += 1
-        unit = units[(title, target_label(qs[0]))]
-        for label, at in (marks or {}).items():
-            ax.axvline(at - start, color="tab:red", alpha=0.5, linewidth=1)
-            ax.annotate(label, (at - start, 1), xycoords=("data", "axes fraction"),
-                        xytext=(3, -12), textcoords="offset points", color="tab:red",
-                        fontsize="small")
-        ax.set_title(title)
-        ax.set_xlabel("seconds since the start of the traffic")
-        ax.set_ylabel(AXIS_LABELS.get(unit, unit.replace("suffix:", "").strip()))
-        if unit == "percentunit":
-            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-        ax.set_ylim(bottom=0)
-        if plotted:
-            ax.legend(fontsize="small", loc="best")
-        else:
-            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        name = f"panel-{_slug(title)}.png"
+    for panel in dashboard_panels():
+        fig = panel_figure(panel, panel_lines(panel, prom, start, end, step, rate_interval),
+                           relative)
+        name = f"panel-{_slug(panel['title'])}.png"
         fig.savefig(out / name)
-        plt.close(fig)
-        files[title] = name
+        files[panel["title"]] = name
     return files
 
 
