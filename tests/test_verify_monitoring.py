@@ -253,6 +253,13 @@ def test_the_commands_are_the_seeds_and_the_runbooks_quote_them():
     assert rules_query in seed and rules_query in runbooks
 
 
+def test_the_readme_troubleshooting_section_lists_the_script():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Troubleshooting\n", 1)[1].split("\n## ", 1)[0]
+    assert "scripts/verify-monitoring.sh" in section
+    assert "docs/runbooks.md#troubleshooting-the-monitoring-setup" in section
+
+
 @pytest.mark.parametrize("command", list(SEED_COMMANDS))
 def test_a_seed_command_works_against_the_chart(tmp_path, installed, command):
     out = Cluster(tmp_path, installed).shell(command)
