@@ -57,7 +57,11 @@ def axis_of(fig, label: str):
 
 
 def legend(fig) -> list[str]:
-    return [text.get_text() for text in fig.axes[0].get_legend().get_texts()]
+    return [text.get_text() for text in fig.legends[0].get_texts()]
+
+
+def texts(fig) -> list[str]:
+    return [text.get_text() for ax in fig.axes for text in ax.texts]
 
 
 def test_a_count_is_never_drawn_on_a_percent_axis():
@@ -78,7 +82,7 @@ def test_a_count_is_never_drawn_on_a_percent_axis():
     assert share is not count
     assert isinstance(share.yaxis.get_major_formatter(), PercentFormatter)
     assert not isinstance(count.yaxis.get_major_formatter(), PercentFormatter)
-    assert count.get_ylabel() == "count" and share.get_ylabel() == "percent"
+    assert (count.get_ylabel(), share.get_ylabel()) == ("count", "percent")
     assert count.get_ylim()[1] >= 1.5 > share.get_ylim()[1]
 
 
@@ -101,10 +105,16 @@ def test_the_rate_limiter_chart_shows_the_p95_wait_on_a_seconds_axis():
                                              "production rejected", "canary rejected"}
     wait, rejected = axis_of(fig, "production p95 wait"), axis_of(fig, "canary rejected")
     assert wait is not rejected
-    assert wait.get_ylabel() == "seconds" and rejected.get_ylabel() == "requests/s"
-    # 9 ms fills a good part of its axis instead of lying flat under 2.5 req/s.
+    assert (wait.get_ylabel(), rejected.get_ylabel()) == ("duration", "requests/s")
+    # 9 ms fills a good part of its axis instead of lying flat under 2.5 req/s, in ms.
     assert 0.009 < wait.get_ylim()[1] < 0.05
+    assert wait.yaxis.get_major_formatter()(0.01) == "10 ms"
     assert set(legend(fig)) == {line.label for line in lines}
+    # Below the admission rate nothing is refused: no series, and the chart says so.
+    del answers.families["zai_proxy_rate_limit_rejections_total"]
+    lines, fig = draw(panel("Rate limiter: P95 wait and rejections"), answers)
+    assert {line.label for line in lines} == {"production p95 wait", "canary p95 wait"}
+    assert "no data: rejected" in texts(fig)
 
 
 def test_the_zai_errors_chart_names_class_and_code():
@@ -120,8 +130,13 @@ def test_the_zai_errors_chart_names_class_and_code():
     # Every query asked for is the panel's own, not a sum that drops class and code.
     assert answers.asked and all(q.startswith("sum by (deployment_variant, class, code)")
                                  for q in answers.asked)
-    colors = {line.get_label(): line.get_color() for line in fig.axes[0].get_lines()}
-    assert len(set(colors.values())) == 4   # the variant's colour in one shade per series
+    # A colour per class and code, the same in both variants; the variant by line style.
+    drawn = {line.get_label(): (line.get_color(), line.get_linestyle())
+             for line in fig.axes[0].get_lines()}
+    assert len(set(drawn.values())) == 4
+    assert drawn["production concurrency 1302"][0] == drawn["canary concurrency 1302"][0]
+    assert drawn["production concurrency 1302"][0] != drawn["production frequency 1305"][0]
+    assert drawn["production frequency 1305"][1] != drawn["canary frequency 1305"][1]
 
 
 @pytest.mark.parametrize("title", ["Token Throughput", "Upstream Errors", "Rate Limit Adjustments"])

@@ -104,6 +104,8 @@ def fmt(value: float | None, unit: str) -> str:
     if unit == "percentunit":
         return f"{value * 100:.2f}%"
     if unit == "s":
+        if value < 0.001:
+            return f"{value * 1e6:.0f} µs"
         return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
     if unit == "currencyUSD":
         return f"${value:.4f}/h"
@@ -162,9 +164,10 @@ def _slug(title: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
 
 
-AXIS_LABELS = {"percentunit": "percent", "s": "seconds", "reqps": "requests/s", "ops": "per second",
+AXIS_LABELS = {"percentunit": "percent", "s": "duration", "reqps": "requests/s", "ops": "per second",
                "opm": "per minute", "currencyUSD": "USD per hour", "short": "count"}
-SHADES = {"production": "Blues", "canary": "Oranges"}
+# Line styles when colour tells the series apart: (variant, target) in this order.
+PAIR_STYLES = ("-", "--", ":", "-.")
 
 
 @dataclass
@@ -174,6 +177,7 @@ class Line:
     label: str
     variant: str
     ref_id: str
+    series: tuple[str, ...]   # the values of the labels other than deployment_variant
     unit: str
     right: bool
     xs: list[float]
@@ -215,56 +219,69 @@ def panel_lines(panel: dict, prom, start: float, end: float, step: float,
         for series in prom.query_range(expr, start, end, step):
             labels = series["metric"]
             lines.append(Line(series_name(q.legend, labels) or q.ref_id,
-                              labels.get("deployment_variant", "?"), q.ref_id, unit, right,
+                              labels.get("deployment_variant", "?"), q.ref_id,
+                              tuple(v for k, v in sorted(labels.items())
+                                    if k != "deployment_variant"), unit, right,
                               [float(at) - start for at, _ in series["values"]],
                               [float(value) for _, value in series["values"]]))
     order = {v: i for i, v in enumerate(VARIANTS)}
     return sorted(lines, key=lambda line: (order.get(line.variant, 9), line.ref_id, line.label))
 
 
-def _colors(lines: list[Line]) -> list:
-    """The variant's colour, in shades when a variant has several series."""
+def _styles(lines: list[Line]) -> list[tuple]:
+    """(colour, line style) per line. One series per variant and target: the variant's colour,
+    the target by style (p50 solid, p95 dashed). Several (a split by class and code, by
+    direction and model): a colour per label set, the same in both variants, and the variant and
+    target by style."""
     from matplotlib import colormaps
-    out = []
-    for line in lines:
-        same = [x for x in lines if x.variant == line.variant]
-        if len(same) == 1 or line.variant not in SHADES:
-            out.append(COLORS.get(line.variant, "gray"))
-        else:
-            n = same.index(line)
-            out.append(colormaps[SHADES[line.variant]](0.95 - 0.5 * n / (len(same) - 1)))
-    return out
+    refs = sorted({line.ref_id for line in lines})
+    keys = sorted({line.series for line in lines})
+    if len(keys) <= 1:
+        return [(COLORS.get(line.variant, "gray"), STYLES[refs.index(line.ref_id) % len(STYLES)])
+                for line in lines]
+    palette = colormaps["tab10" if len(keys) <= 10 else "tab20"]
+    def pair(line: Line) -> tuple[int, int]:
+        return refs.index(line.ref_id), (VARIANTS + (line.variant,)).index(line.variant)
+    pairs = sorted({pair(line) for line in lines})
+    return [(palette(keys.index(line.series) % palette.N),
+             PAIR_STYLES[pairs.index(pair(line)) % len(PAIR_STYLES)]) for line in lines]
 
 
-def _format_axis(ax, unit: str) -> None:
-    from matplotlib.ticker import PercentFormatter
+def _format_axis(ax, unit: str, lines: list[Line]) -> None:
+    from matplotlib.ticker import EngFormatter, PercentFormatter
     ax.set_ylabel(AXIS_LABELS.get(unit, unit.replace("suffix:", "").strip()))
     if unit == "percentunit":
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_ylim(bottom=0)
+    elif unit == "s":
+        ax.yaxis.set_major_formatter(EngFormatter(unit="s"))   # 500 µs, 10 ms, 2 s
+    values = [y for line in lines for y in line.ys if math.isfinite(y)]
+    if values and max(values) == 0:
+        ax.set_ylim(0, 1)   # all zero: a flat line at the bottom, not one lost in ±0.05
+    else:
+        ax.set_ylim(bottom=0)
 
 
 def panel_figure(panel: dict, lines: list[Line], marks: dict[str, float] | None = None):
     """A matplotlib Figure of one panel: the panel's unit on the left axis; series whose unit
     differs (a field override) on their own right axis, so a count is never read as a percent and
-    a wait in seconds is not flattened against a rate."""
+    a wait in seconds is not flattened against a rate. The legend sits under the plot, as
+    Grafana's does; targets that returned no series are named in the plot."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(9, 4), dpi=100)
+    rows = -(-len(lines) // 3) if len(lines) > 4 else 1
+    fig = Figure(figsize=(9, 4 + 0.2 * rows), dpi=100, layout="constrained")
     ax = fig.add_subplot()
     base_unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "")
     axes = {(base_unit, False): ax}
+    def side(line: Line) -> tuple[str, bool]:
+        return (line.unit, line.right or line.unit != base_unit)
     for line in lines:
-        key = (line.unit, line.right or line.unit != base_unit)
-        if key not in axes:
-            axes[key] = ax.twinx()
-    refs = sorted({line.ref_id for line in lines})
-    for line, color in zip(lines, _colors(lines)):
-        target = axes[(line.unit, line.right or line.unit != base_unit)]
-        target.plot(line.xs, line.ys, STYLES[refs.index(line.ref_id) % len(STYLES)], color=color,
-                     label=line.label)
-    for (unit, _), axis in axes.items():
-        _format_axis(axis, unit)
+        if side(line) not in axes:
+            axes[side(line)] = ax.twinx()
+    for line, (color, style) in zip(lines, _styles(lines)):
+        axes[side(line)].plot(line.xs, line.ys, style, color=color, label=line.label)
+    for key, axis in axes.items():
+        _format_axis(axis, key[0], [line for line in lines if side(line) == key])
     for label, at in (marks or {}).items():
         ax.axvline(at, color="tab:red", alpha=0.5, linewidth=1)
         ax.annotate(label, (at, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),
@@ -273,15 +290,16 @@ def panel_figure(panel: dict, lines: list[Line], marks: dict[str, float] | None 
         if panel.get("type") == "gauge" else ""
     ax.set_title(panel["title"] + kind)
     ax.set_xlabel("seconds since the start of the traffic")
+    drawn = {line.ref_id for line in lines}
+    missing = [target_label(q) for q in targets_of(panel) if q.ref_id not in drawn]
     if lines:
         handles = [h for axis in axes.values() for h in axis.get_legend_handles_labels()[0]]
-        many = len(handles) > 6
-        ax.legend(handles, [h.get_label() for h in handles], fontsize="x-small" if many else "small",
-                  ncol=2 if many else 1, loc="upper left", framealpha=0.8)
-    else:
-        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+        fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center",
+                   ncol=len(handles) if len(handles) <= 4 else 3, fontsize="small", frameon=False)
+    if missing:
+        ax.text(0.99, 0.03, "no data: " + ", ".join(missing), ha="right", va="bottom",
+                transform=ax.transAxes, fontsize="small", color="dimgray")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     return fig
 
 
