@@ -41,7 +41,6 @@ import time
 from functools import partial
 
 from gunicorn import util
-from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import ThreadWorker
 
 from .client_deadlines import ClientDeadlines
@@ -75,6 +74,7 @@ class DrainingWorker(ThreadWorker):
     deadlines: ClientDeadlines | None = None
     service: ServiceLoop | None = None
     header_timeout = 10.0
+    reads_heads = False             # TLS and HTTP/2 prior knowledge keep gthread's own way
 
     def init_process(self):
         util.write_error = json_error_page   # this process only: gunicorn calls it by name
@@ -92,16 +92,14 @@ class DrainingWorker(ThreadWorker):
                                          config.client_write_timeout, metrics.client_timeout)
         self.wsgi = self.deadlines.wrap(self.app)
         self.service = ServiceLoop(self.app, partial(metrics.client_timeout, "write"))
-
-    def _reads_heads(self) -> bool:
-        return (self.deadlines is not None and not self.cfg.is_ssl
-                and not negotiation.prior_knowledge_allowed(self.cfg, None))
+        self.reads_heads = (not self.cfg.is_ssl
+                            and self.cfg.http2_cleartext not in ("prior-knowledge", "both"))
 
     # Heads, in the main loop ------------------------------------------------------------------
     def enqueue_req(self, conn):
         """Every way a connection reaches the pool comes here: new, kept alive and readable,
         or with a pipelined request already buffered. It waits for a complete head first."""
-        if not self._reads_heads():
+        if not self.reads_heads:
             return super().enqueue_req(conn)
         if "head" not in conn.__dict__:
             conn.close = partial(self._close_conn, conn)   # see _close_conn
