@@ -56,7 +56,7 @@ def on_starting(server):
 
 
 def post_worker_init(worker):
-    worker.start_head_deadlines(_config.client_header_timeout)
+    worker.configure_clients(_config, worker.wsgi.extensions["zai_proxy"].metrics)
 
 
 def child_exit(server, worker):

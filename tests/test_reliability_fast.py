@@ -20,6 +20,9 @@ from tools.reliability.harness import Stack
 from tools.reliability.table import describe_failures
 
 FAST = plan(fast=True, soak_seconds=None)
+# The starvation group's attacks run in tests/test_starvation.py, against one proxy, with checks
+# that do not depend on how fast this machine is; here they would only repeat them.
+JUDGED = tuple(group for group in GROUPS if group != "starvation")
 # Rows each group must produce at least (every fault × family × streaming, every client case…)
 MINIMUM_ROWS = {"upstream": 100, "client": 40, "load": 3, "restart": 1, "shared-state": 5}
 
@@ -37,7 +40,7 @@ def results(tmp_path_factory):
     return rows_of
 
 
-@pytest.mark.parametrize("group", GROUPS)
+@pytest.mark.parametrize("group", JUDGED)
 def test_as_expected(results, group):
     rows = results(group)
     assert len(rows) >= MINIMUM_ROWS[group]
@@ -45,7 +48,7 @@ def test_as_expected(results, group):
     assert all(r.ok for r in plain), "\n" + describe_failures(plain)
 
 
-@pytest.mark.parametrize("group", GROUPS)
+@pytest.mark.parametrize("group", JUDGED)
 def test_findings_fixed(results, group):
     known = [r for r in results(group) if r.finding]
     assert all(r.ok for r in known), "\n" + describe_failures(known)

@@ -174,6 +174,7 @@ class Config:
     max_request_bytes: int = 10 * 1024 * 1024
     client_header_timeout: float = 10.0
     client_body_timeout: float = 60.0
+    client_write_timeout: float = 60.0
     # Clients
     proxy_api_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
     admin_token: str | None = dataclasses.field(default=None, repr=False)
@@ -301,6 +302,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         max_request_bytes=r.integer("MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024),
         client_header_timeout=r.duration("CLIENT_HEADER_TIMEOUT", 10.0, minimum=0.1),
         client_body_timeout=r.duration("CLIENT_BODY_TIMEOUT", 60.0, minimum=0.1),
+        client_write_timeout=r.duration("CLIENT_WRITE_TIMEOUT", 60.0, minimum=0.1),
         proxy_api_keys=_csv(r.secret("PROXY_API_KEYS")),
         admin_token=r.secret("ADMIN_TOKEN"),
         trusted_proxy_cidrs=tuple(cidrs),

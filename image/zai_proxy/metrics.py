@@ -26,6 +26,7 @@ TOKEN_COUNT_BUCKETS = (.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, 
 FAIRNESS_BUCKETS = 64
 # The adaptive controller's decisions (controller.evaluate), the `direction` of its adjustments.
 ADJUSTMENT_DIRECTIONS = ("increase", "decrease", "probe")
+CLIENT_TIMEOUT_PHASES = ("header", "body", "write")
 ZAI_CODES = ("1000", "1001", "1002", "1003", "1004", "1113", "1210", "1211", "1214", "1261",
              "1301", "1302", "1303", "1304", "1305", "1308", "1309", "1310", "1311", "1312",
              "1313")
@@ -93,6 +94,12 @@ class Metrics:
         self.stream_disconnects = counter("zai_proxy_stream_disconnects_total",
                                           "Clients that went away before the answer ended.",
                                           ("path",))
+        self.client_timeouts = counter("zai_proxy_client_timeouts_total",
+                                       "Client connections cut by a deadline: phase is header "
+                                       "(CLIENT_HEADER_TIMEOUT), body (CLIENT_BODY_TIMEOUT) or "
+                                       "write (CLIENT_WRITE_TIMEOUT).", ("phase",))
+        for phase in CLIENT_TIMEOUT_PHASES:   # present at 0, so rate() sees the first cut
+            self.client_timeouts.labels(phase, variant)
         # Rate limiting and retries
         self._rate_limit_rps = gauge("zai_proxy_rate_limit_requests_per_second",
                                      "Current adaptive rate (req/s).", "livemax")
@@ -177,6 +184,12 @@ class Metrics:
 
     def upstream_error(self, error_type) -> None:
         self.upstream_errors.labels(str(error_type), self.variant).inc()
+
+    def client_timeout(self, phase: str) -> None:
+        """A client deadline passed ("head" is counted as "header")."""
+        phase = "header" if phase == "head" else phase
+        if phase in CLIENT_TIMEOUT_PHASES:
+            self.client_timeouts.labels(phase, self.variant).inc()
 
     def zai_error(self, error_class: str, code: str | None) -> None:
         self.zai_errors.labels(error_class, zai_code_label(code), self.variant).inc()

@@ -20,6 +20,7 @@ from gunicorn.http import errors as http_errors
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
 
+from . import client_deadlines
 from . import headers as hdrs
 from . import retry, routes, upstream, zai_errors
 from .disconnect import InFlight
@@ -64,6 +65,7 @@ class Exchange:
         self.usage: dict | None = None
         self.holds_slot = False
         self.watch_fd: int | None = None
+        self.client_environ: dict = {}
         self._finished = False
 
     def finish(self) -> None:
@@ -71,6 +73,8 @@ class Exchange:
             return
         self._finished = True
         state, metrics = self.state, self.metrics
+        if client_deadlines.expired(self.client_environ) == "write":
+            self.outcome = "write_timeout"    # the client took none of a write for too long
         upstream.bind_inflight(None)
         self.inflight.finish()
         if self.watch_fd is not None:
@@ -100,6 +104,7 @@ class Pipeline:
     def handle(self, path: str) -> Response:
         state = self.state
         exchange = Exchange(state, request.method, path)
+        exchange.client_environ = request.environ
         incoming_id = request.headers.get("X-Request-Id", "")
         if _REQUEST_ID.match(incoming_id):
             exchange.request_id = incoming_id
@@ -203,17 +208,21 @@ class Pipeline:
         try:
             body = request.stream.read(limit + 1)
         except TimeoutError:
-            raise ProxyError(408, f"The request body stopped arriving for {timeout:g} s "
-                             "(CLIENT_BODY_TIMEOUT).", "request_timeout",
-                             {"Connection": "close"}) from None
+            raise _body_timeout(timeout) from None
         except _BAD_CHUNKING:
             raise ProxyError(400, "The request body's chunked transfer encoding is invalid.",
                              "invalid_body", {"Connection": "close"}) from None
         except http_errors.NoMoreData:
-            raise ClientGone() from None
+            body = None
         finally:
             if sock is not None:
                 sock.settimeout(None)
+        # Under gunicorn the whole body has a deadline too: when it passes, the reading side of
+        # the connection is shut down, and the read above ends short.
+        if client_deadlines.expired(request.environ) == "body":
+            raise _body_timeout(timeout)
+        if body is None:
+            raise ClientGone()
         if len(body) > limit:
             raise _too_large(self.config)
         declared = request.content_length
@@ -397,6 +406,11 @@ class Pipeline:
         out.headers["X-Accel-Buffering"] = "no"
         out.headers["Cache-Control"] = "no-cache"
         return out
+
+
+def _body_timeout(timeout: float) -> ProxyError:
+    return ProxyError(408, f"The request body did not arrive within {timeout:g} s "
+                      "(CLIENT_BODY_TIMEOUT).", "request_timeout", {"Connection": "close"})
 
 
 def _too_large(config) -> ProxyError:

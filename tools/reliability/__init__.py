@@ -4,7 +4,9 @@ restart or Redis misbehave, checked against real gunicorn proxies and the fake Z
     faults.py         the upstream fault matrix as data (fault → expectation per streaming mode)
     upstream.py       runs that matrix: answers, metric deltas, slots, threads, RSS
     client_faults.py  hang-ups at every phase, oversized / malformed requests, path traversal
-    slow_clients.py   slowloris headers and bodies
+    slow_clients.py   slowloris heads and bodies, clients that never read: total deadlines
+    starvation.py     probe latency while crowds trickle heads, upload slowly, reconnect or
+                      never read (issue 10's sizes, default settings)
     load.py           a byte-checked mix of streams and calls (used by the three below)
     soak.py           sustained load: errors, RSS growth, threads
     rolling.py        SIGTERM to each worker, then the master, under load

@@ -16,11 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from . import client_faults, rolling, shared_state, slow_clients, soak, table, upstream
+from . import (client_faults, rolling, shared_state, slow_clients, soak, starvation, table,
+               upstream)
 from .harness import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
-GROUPS = ("upstream", "client", "load", "restart", "shared-state")
+GROUPS = ("upstream", "client", "starvation", "load", "restart", "shared-state")
 
 
 def plan(fast: bool, soak_seconds: float | None) -> dict:
@@ -29,13 +30,13 @@ def plan(fast: bool, soak_seconds: float | None) -> dict:
         return {
             "matrices": [upstream.MatrixSettings(full=False, burst=2, reps=2)],
             "slow_seconds": 7.0, "soak_seconds": soak_seconds or 20.0, "restart_workers": 2,
-            "redis_phase": 5.0,
+            "redis_phase": 5.0, "starvation_seconds": 4.0,
         }
     return {
         "matrices": [upstream.MatrixSettings(full=True, burst=8, reps=3, counting=counting)
                      for counting in (False, True)],
         "slow_seconds": 30.0, "soak_seconds": soak_seconds or 600.0, "restart_workers": 3,
-        "redis_phase": 15.0,
+        "redis_phase": 15.0, "starvation_seconds": 20.0,
     }
 
 
@@ -44,6 +45,8 @@ def run_group(group: str, stack: Stack, settings: dict) -> list[table.Row]:
         return [r for matrix in settings["matrices"] for r in upstream.run(stack, matrix)]
     if group == "client":
         return client_faults.run(stack) + slow_clients.run(stack, settings["slow_seconds"])
+    if group == "starvation":
+        return starvation.run(stack, settings["starvation_seconds"])
     if group == "load":
         return soak.run(stack, settings["soak_seconds"])
     if group == "restart":

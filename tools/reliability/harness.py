@@ -97,19 +97,24 @@ def fill_thread_pools(proxy: ProxyProcess, per_worker_threads: int, worker_count
     """Grow every worker's gthread pool to its maximum, so that thread counts measured later are
     comparable: the pool only grows, one thread per connection that finds no idle thread.
 
-    A connection that sends nothing holds a pool thread for gunicorn's first-byte wait (5 s), so
-    a crowd of silent connections spawns threads until the pool is full; closing them frees the
-    threads at once (EOF is data). Which worker accepts a connection is the kernel's choice, so
-    crowds are sent until every worker is full (its main loop and the disconnect watcher run
-    besides the pool). Returns whether every pool is full."""
+    A request head only reaches the pool once it is complete, so each connection of the crowd
+    sends a whole head announcing a body it never sends: a pool thread waits for that body until
+    the connection closes, which frees the threads at once (the proxy logs each as 499
+    client_gone). Which worker accepts a connection is the kernel's choice, so crowds are sent
+    until every worker is full (its main loop and helper threads run besides the pool). Returns
+    whether every pool is full."""
     pids = workers(proxy)
+    waiting = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: proxy\r\n"
+               b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n")
     def full():
         return all(threads(pid) >= per_worker_threads + 2 for pid in pids)
     for _ in range(rounds):
         socks = []
         try:
             for _ in range(per_worker_threads * worker_count * 3):
-                socks.append(socket.create_connection(("127.0.0.1", proxy.port), timeout=5))
+                sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+                socks.append(sock)
+                sock.sendall(waiting)
             wait_for(full, timeout=2.0)
         finally:
             for sock in socks:

@@ -1,38 +1,41 @@
 """Slow clients (slowloris): while some clients trickle their headers or bodies, everyone else
-must still be answered, and a client that stops sending must not hold a slot.
+must still be answered, and a client that is slow or stops must be cut off after a total deadline.
 
 The proxy runs one worker with MAX_WORKERS=4, so gunicorn has 12 threads (4 + 8 spare, see
-config.threads_per_process). Each case gets its own proxy and the three run side by side.
+config.threads_per_process). Each case gets its own proxy and they run side by side.
 
-What bounds a slow client today (gunicorn 27, gthread): a new connection that sends nothing
-waits 5 s for its first byte, then moves back to the poller for `keepalive` (65 s). Once bytes
-flow, nothing bounds the time to read the head or the body: the worker thread blocks in recv.
-The limits are sizes only (limit_request_line 4094, limit_request_fields 100,
-limit_request_field_size 8190, MAX_REQUEST_BYTES). The expectations below use the timeouts
-proposed to the lead (finding F5/F6 in docs/reliability.md), set here as environment variables
-that today's proxy ignores: CLIENT_HEADER_TIMEOUT (whole head) and CLIENT_BODY_TIMEOUT (idle
-time between body bytes), both 2 s for the test.
+What bounds a slow client (worker.py, client_deadlines.py): a request head is read by the
+worker's main loop, without a thread, and must be complete within CLIENT_HEADER_TIMEOUT; the body
+within CLIENT_BODY_TIMEOUT in total (then 408); each write of the answer within
+CLIENT_WRITE_TIMEOUT (then the connection is reset, the slot freed and a streaming upstream
+connection closed). Sizes are bounded too (limit_request_line 4094, limit_request_fields 100,
+limit_request_field_size 8190, a 64 KiB head, MAX_REQUEST_BYTES). All three deadlines are 2 s
+here. tools/reliability/starvation.py measures the probes under larger crowds.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import select
 import threading
 import time
 
 import requests
 
+from tools.raw_upstream import RawUpstream
+
 from . import calls, rawhttp
 from .calls import OPENAI, PROXY_PATHS
 from .harness import Stack, wait_for, workers
+from .starvation import ENDLESS_STREAM, Client, stalled_reader
 from .table import Row, row
 
 GROUP = "client"
 GAUGE = "zai_proxy_concurrent_requests"
 MAX_WORKERS = 4
 THREADS = MAX_WORKERS + 8
-PROPOSED_TIMEOUT = 2.0       # CLIENT_HEADER_TIMEOUT / CLIENT_BODY_TIMEOUT in the test
+PROPOSED_TIMEOUT = 2.0       # CLIENT_HEADER_TIMEOUT / _BODY_ / _WRITE_TIMEOUT in the test
 ANSWER_WITHIN = PROPOSED_TIMEOUT + 2.0
 F_SLOW_HEADERS = "F5"
 F_SLOW_BODY = "F6"
@@ -41,16 +44,24 @@ F_SLOW_BODY = "F6"
 def proxy_env() -> dict:
     return dict(WEB_CONCURRENCY="1", MAX_WORKERS=str(MAX_WORKERS), RATE_LIMIT_ENABLED="false",
                 CLIENT_HEADER_TIMEOUT=f"{PROPOSED_TIMEOUT:g}s",
-                CLIENT_BODY_TIMEOUT=f"{PROPOSED_TIMEOUT:g}s")
+                CLIENT_BODY_TIMEOUT=f"{PROPOSED_TIMEOUT:g}s",
+                CLIENT_WRITE_TIMEOUT=f"{PROPOSED_TIMEOUT:g}s")
 
 
 def run(stack: Stack, duration: float) -> list[Row]:
     """`duration`: how long the slow clients keep trickling (> ANSWER_WITHIN + 2 s)."""
-    cases = (slow_headers, slow_bodies, stalled_body)
-    proxies = [stack.proxy(**proxy_env()) for _ in cases]
-    with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
-        futures = [pool.submit(case, proxy, duration) for case, proxy in zip(cases, proxies)]
-        return [future.result() for future in futures]
+    cases = (slow_headers, slow_bodies, stalled_body, trickled_body, never_reads)
+    with RawUpstream() as raw:
+        raw.default(ENDLESS_STREAM)
+        proxies = [stack.proxy(upstream_url=raw.url if case is never_reads else None,
+                               **proxy_env()) for case in cases]
+        with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
+            futures = [pool.submit(case, proxy, duration)
+                       for case, proxy in zip(cases, proxies)]
+            rows = [future.result() for future in futures]
+        for proxy in proxies:
+            proxy.stop()
+        return rows
 
 
 def _timed(call) -> tuple[int, float]:
@@ -150,3 +161,63 @@ def stalled_body(proxy, duration: float) -> Row:
     return row(GROUP, "body stops half-way, connection held open",
                f"408 in the family format within {ANSWER_WITHIN:g} s; slot freed", problems,
                f"{status} after {waited:.1f} s", F_SLOW_BODY)
+
+
+def trickled_body(proxy, duration: float) -> Row:
+    """A body whose bytes keep coming (one every 0.2 s), too slowly to end in time."""
+    body = json.dumps(dict(calls.body(OPENAI, False), pad="x" * 2000)).encode()
+    until = time.monotonic() + duration
+    with rawhttp.connect(proxy.port, timeout=duration + 10) as sock:
+        sock.sendall(_body_head(len(body)))
+        started = time.monotonic()
+        sent = 0
+        while time.monotonic() < until and not _readable(sock, 0.2):
+            sock.sendall(body[sent:sent + 1])
+            sent += 1
+        answer = rawhttp.read_answer(sock, timeout=1.0)
+        waited = time.monotonic() - started
+    seen = calls.Answer(answer.status, answer.headers, answer.body, waited,
+                        "" if answer.status else f"no answer in {waited:.1f} s")
+    problems = [calls.family_error(seen, OPENAI, 408)]
+    if answer.status and waited > ANSWER_WITHIN:
+        problems.append(f"answered only after {waited:.1f} s")
+    return row(GROUP, "body trickled 1 byte / 0.2 s (never a long pause)",
+               f"408 in the family format within {ANSWER_WITHIN:g} s: the body deadline is a "
+               "total, not a pause", problems,
+               f"{answer.status or 'no answer'} after {waited:.1f} s ({sent} bytes sent)",
+               seconds=round(waited, 2))
+
+
+def _readable(sock, seconds: float) -> bool:
+    return bool(select.select([sock], [], [], seconds)[0])
+
+
+def never_reads(proxy, duration: float) -> Row:
+    """A client that asks for a stream and never reads it (the upstream never stops)."""
+    client = Client()
+    stop = threading.Event()
+    reader = threading.Thread(target=stalled_reader, args=(proxy.port, client, stop, ""),
+                              daemon=True)
+    reader.start()
+    held = wait_for(lambda: proxy.value(GAUGE) == 1, 5.0)
+    started = time.monotonic()
+    freed = wait_for(lambda: proxy.value(GAUGE) == 0, duration + 10)
+    waited = time.monotonic() - started
+    cut = wait_for(lambda: client.cut_at is not None, 2.0)
+    stop.set()
+    reader.join(5)
+    logged = [line.get("outcome") for line in proxy.request_logs()]
+    problems = []
+    if not held or not freed:
+        problems.append("the stream's slot was never taken" if not held else
+                        f"the slot is still held after {waited:.1f} s")
+    if not cut:
+        problems.append("the client's connection is still open")
+    if "write_timeout" not in logged:
+        problems.append(f"no request logged write_timeout (outcomes {logged})")
+    if proxy.value("zai_proxy_client_timeouts_total", phase="write") != 1:
+        problems.append("zai_proxy_client_timeouts_total{phase=write} is not 1")
+    return row(GROUP, "client never reads its stream (connection held open)",
+               f"cut after CLIENT_WRITE_TIMEOUT ({PROPOSED_TIMEOUT:g} s): slot freed, "
+               "connection reset, logged write_timeout and counted", problems,
+               f"slot freed {waited:.1f} s after the stream took it", seconds=round(waited, 2))

@@ -86,6 +86,8 @@ successThreshold: {{ .successThreshold }}
   value: {{ $v.config.clientHeaderTimeout | quote }}
 - name: CLIENT_BODY_TIMEOUT
   value: {{ $v.config.clientBodyTimeout | quote }}
+- name: CLIENT_WRITE_TIMEOUT
+  value: {{ $v.config.clientWriteTimeout | quote }}
 - name: UPSTREAM_CONNECT_TIMEOUT
   value: {{ $v.config.upstreamConnectTimeout | quote }}
 - name: UPSTREAM_READ_TIMEOUT
