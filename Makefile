@@ -16,7 +16,7 @@ export HELM_CACHE_HOME  := $(CURDIR)/.tools/helm/cache
 export HELM_DATA_HOME   := $(CURDIR)/.tools/helm/data
 export HELM_PLUGINS     := $(CURDIR)/.tools/helm/plugins
 
-.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image lint chart-docs run demo bench reliability image clean
+.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image lint settings-docs chart-docs run demo bench reliability image clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ test-image: venv tools ## build image/Dockerfile with buildah (offline Debian ba
 
 image: tools ## build the image into buildah's local storage (BASE_IMAGE=... picks another base)
 	bash scripts/build-image.sh
+
+settings-docs: venv ## regenerate the README's configuration table from image/zai_proxy/settings.py
+	$(PY) -m tools.settings_docs --write
 
 chart-docs: tools ## regenerate chart/zai-proxy/README.md from values.yaml and README.md.gotmpl
 	cd chart && helm-docs --chart-search-root . --template-files README.md.gotmpl --sort-values-order file
