@@ -56,9 +56,10 @@ settings-docs: venv ## regenerate the README's configuration table from image/za
 chart-docs: tools ## regenerate chart/zai-proxy/README.md from values.yaml and README.md.gotmpl
 	cd chart && helm-docs --chart-search-root . --template-files README.md.gotmpl --sort-values-order file
 
-run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY)
-	@test -n "$$ZAI_API_KEY$$ZAI_API_KEY_FILE" || { echo "set ZAI_API_KEY (or ZAI_API_KEY_FILE) first" >&2; exit 2; }
-	cd image && PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/.cache/metrics} ../$(PY) -m gunicorn -c gunicorn.conf.py 'app:create_app()'
+# The launcher checks every setting (a bad one is one line naming it), then execs the image's
+# gunicorn command. Loopback only unless BIND_HOST says otherwise; each run has its own metrics folder.
+run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY; listens on 127.0.0.1:8080)
+	cd image && ../$(PY) -m zai_proxy.launch
 
 demo: venv tools tiktoken-cache ## fake Z.AI + both variants + real Prometheus, no cluster/key: panels and alerts to out/demo/ (DEMO_CANARY_FAULT=errors|latency)
 	$(PY) -m tools.demo

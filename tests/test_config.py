@@ -195,6 +195,24 @@ def test_listening_beyond_loopback_without_client_keys_is_warned_about():
                                                 "PROXY_API_KEYS": "client-a"})) is None
 
 
+def _launch(env: dict) -> subprocess.CompletedProcess:
+    """`make run`'s command: python -m zai_proxy.launch in image/."""
+    return subprocess.run([sys.executable, "-m", "zai_proxy.launch"], cwd=IMAGE,
+                          env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"ZAI_API_KEY": "k", "WEB_CONCURRENCY": "lots"}, "WEB_CONCURRENCY='lots' is not an integer"),
+    ({"ZAI_API_KEY": "k", "PORT": "http"}, "PORT='http' is not an integer"),
+])
+def test_make_run_refuses_a_bad_setting_in_one_line(env, message):
+    result = _launch(env)
+    assert result.returncode == 2
+    assert result.stderr == f"zai-proxy: configuration error: {message}\n"
+    assert result.stdout == ""
+
+
 def test_the_server_refuses_to_start_with_a_clear_message():
     result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                              "app:create_app()"], cwd=IMAGE, env={"PATH": "/usr/bin:/bin",
