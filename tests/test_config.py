@@ -233,7 +233,13 @@ def test_a_missing_tokenizer_stops_the_server_with_a_clear_message(tmp_path):
                                  "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "configuration error" in result.stderr and "TIKTOKEN_CACHE_DIR" in result.stderr
+    assert f"TIKTOKEN_CACHE_DIR={str(tmp_path)!r} does not hold tiktoken's cl100k_base file" in \
+        result.stderr
+    assert "make tiktoken-cache" in result.stderr and "/opt/tiktoken" in result.stderr
+    # Says how to provide the file: not which encoding "cannot be loaded", nor a network error.
+    assert "TOKENIZER_ENCODING" not in result.stderr and "Error" not in result.stderr
+    assert result.stderr.count("\n") == 1
+
 
 
 def test_log_lines_never_carry_a_configured_secret():
