@@ -172,7 +172,8 @@ def test_the_start_line_says_what_the_instance_is_and_never_shows_a_key():
     cfg = config.load({"ZAI_API_KEY": "zai-secret-key", "PROXY_API_KEYS": "client-a,client-b",
                        "ZAI_BASE_URL": "http://127.0.0.1:9999", "DEPLOYMENT_VARIANT": "canary",
                        "TOKEN_COUNTING_ENABLED": "true", "MAX_WORKERS": "12",
-                       "WEB_CONCURRENCY": "2", "RATE_LIMIT_STORAGE_URI": "redis://:redis-pw@r:6379"})
+                       "WEB_CONCURRENCY": "2",
+                       "RATE_LIMIT_STORAGE_URI": "redis://:redis-pw@r:6379"})
     message, fields = config.start_line(cfg, "/tmp/m")
     assert message == (
         "zai-proxy 0.1.0 (canary) listening on http://127.0.0.1:8080, upstream "

@@ -275,7 +275,8 @@ class StorageUri(Kind):
         return text
 
     def accepted(self) -> str:
-        return "`memory://`, `redis://…`, `rediss://…`, `redis+sentinel://…`, `redis+cluster://…`"
+        return ", ".join(f"`{scheme}://…`" if scheme != "memory" else "`memory://`"
+                         for scheme in self._SCHEMES)
 
 
 class JsonObject(Kind):
