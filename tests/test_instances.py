@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 
 import psutil
 import requests
@@ -71,6 +72,20 @@ def _launch_and_wait(env: dict) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE   # a zombie holds no lock any more
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_gone(processes: list[psutil.Process], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(_alive(process) for process in processes):
+        assert time.monotonic() < deadline, "the killed master's workers never exited"
+        time.sleep(0.05)
+
+
 def test_a_folder_a_live_master_holds_is_refused_and_freed_when_it_dies(fake_zai, tmp_path):
     folder = tmp_path / "shared-metrics"
     first = LaunchedProxy(tmp_path / "first", fake_zai.url, PROMETHEUS_MULTIPROC_DIR=str(folder),
@@ -92,8 +107,7 @@ def test_a_folder_a_live_master_holds_is_refused_and_freed_when_it_dies(fake_zai
         # A master killed outright leaves its pid in the lock file, but no lock.
         workers = psutil.Process(first.proc.pid).children()
         first.stop(signal.SIGKILL)
-        psutil.wait_procs(workers, timeout=30)
-        assert not [worker for worker in workers if worker.is_running()]
+        _wait_gone(workers)   # orphaned workers notice their master is gone and exit
 
     assert (folder / "master.lock").read_text().strip() == str(first.proc.pid)
     second = LaunchedProxy(tmp_path / "second", fake_zai.url,
