@@ -17,5 +17,13 @@ def _dry_run(target: str, **env) -> str:
     return result.stdout
 
 
+def test_fast_reliability_skips_the_long_fuzz_and_the_full_run_keeps_it():
+    fast = _dry_run("reliability", RELIABILITY_ARGS="--fast")
+    assert "-m tools.reliability --fast" in fast
+    assert "ZAI_PROXY_FUZZ=long" not in fast and "test_cardinality" not in fast
+    full = _dry_run("reliability", RELIABILITY_ARGS="")
+    assert "ZAI_PROXY_FUZZ=long ZAI_PROXY_CARDINALITY_REQUESTS=10000" in full
+
+
 def test_make_run_checks_the_settings_before_gunicorn():
     assert "cd image && ../.venv/bin/python -m zai_proxy.launch" in _dry_run("run")
