@@ -16,7 +16,7 @@ export HELM_CACHE_HOME  := $(CURDIR)/.tools/helm/cache
 export HELM_DATA_HOME   := $(CURDIR)/.tools/helm/data
 export HELM_PLUGINS     := $(CURDIR)/.tools/helm/plugins
 
-.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image lint chart-docs run demo bench reliability image clean
+.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image lint settings-docs chart-docs run demo bench reliability image clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,12 +50,16 @@ test-image: venv tools ## build image/Dockerfile with buildah (offline Debian ba
 image: tools ## build the image into buildah's local storage (BASE_IMAGE=... picks another base)
 	bash scripts/build-image.sh
 
+settings-docs: venv ## regenerate the README's configuration table from image/zai_proxy/settings.py
+	$(PY) -m tools.settings_docs --write
+
 chart-docs: tools ## regenerate chart/zai-proxy/README.md from values.yaml and README.md.gotmpl
 	cd chart && helm-docs --chart-search-root . --template-files README.md.gotmpl --sort-values-order file
 
-run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY)
-	@test -n "$$ZAI_API_KEY$$ZAI_API_KEY_FILE" || { echo "set ZAI_API_KEY (or ZAI_API_KEY_FILE) first" >&2; exit 2; }
-	cd image && PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/.cache/metrics} ../$(PY) -m gunicorn -c gunicorn.conf.py 'app:create_app()'
+# The launcher checks every setting (a bad one is one line naming it), then execs the image's
+# gunicorn command. Loopback only unless BIND_HOST says otherwise; each run has its own metrics folder.
+run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY; listens on 127.0.0.1:8080)
+	cd image && ../$(PY) -m zai_proxy.launch
 
 demo: venv tools tiktoken-cache ## fake Z.AI + both variants + real Prometheus, no cluster/key: panels and alerts to out/demo/ (DEMO_CANARY_FAULT=errors|latency)
 	$(PY) -m tools.demo
@@ -73,11 +77,13 @@ bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, Lite
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || bash scripts/install-tools.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-reliability: venv tiktoken-cache tools ## fault and load suite: fault → expected → observed table, out/reliability/ (~25 min; RELIABILITY_ARGS=--fast: ~2 min)
+# The long fuzz profile and 10,000 random paths and models belong to the full run only (make test
+# runs short ones); RELIABILITY_ARGS=--fast skips them.
+reliability: venv tiktoken-cache tools ## fault and load suite: fault → expected → observed table, out/reliability/ (25-40 min; RELIABILITY_ARGS=--fast: ~2 min)
 	$(PY) -m tools.reliability $(RELIABILITY_ARGS)
-	# The long fuzz profile and 10,000 random paths and models (make test runs short ones).
-	ZAI_PROXY_FUZZ=long ZAI_PROXY_CARDINALITY_REQUESTS=10000 \
-		$(PY) -m pytest -q tests/test_fuzz.py tests/test_cardinality.py
+	$(if $(filter --fast,$(RELIABILITY_ARGS)),@echo "--fast: long fuzz and cardinality runs skipped",\
+		ZAI_PROXY_FUZZ=long ZAI_PROXY_CARDINALITY_REQUESTS=10000 \
+		$(PY) -m pytest -q tests/test_fuzz.py tests/test_cardinality.py)
 
 clean: ## remove run artefacts (keeps .venv and .tools)
 	rm -rf out .pytest_cache .hypothesis

@@ -5,22 +5,27 @@ threads beyond MAX_WORKERS that /metrics and the probes never queue behind strea
 """
 
 import os
-import shutil
 import sys
 
 from zai_proxy import config as _config_module
+from zai_proxy import metrics_dir as _metrics_dir
+
+
+def _refuse(exc):
+    sys.stderr.write(f"zai-proxy: configuration error: {exc}\n")
+    sys.exit(2)
+
 
 try:
     _config = _config_module.load()
+    # Prometheus multiprocess mode: this instance's own folder, claimed (never one another live
+    # master uses) and wiped, set before any process imports prometheus_client.
+    _multiproc_dir = _metrics_dir.claim(_config.multiproc_dir)
 except _config_module.ConfigError as _exc:
-    sys.stderr.write(f"zai-proxy: configuration error: {_exc}\n")
-    sys.exit(2)
+    _refuse(_exc)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _multiproc_dir
 
-# Prometheus multiprocess mode: set before any worker imports prometheus_client; the directory
-# is wiped at start so a restarted pod never reports a previous life's counters.
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = _config.multiproc_dir
-
-bind = f"0.0.0.0:{_config.port}"
+bind = _config.bind
 workers = _config.web_concurrency
 worker_class = "zai_proxy.worker.DrainingWorker"
 threads = _config.threads_per_process
@@ -46,13 +51,16 @@ if _config.token_counting_enabled:
     try:
         TokenCounter(_config.tokenizer_encoding, _config.token_count_max_chars, metrics=None)
     except _config_module.ConfigError as _exc:
-        sys.stderr.write(f"zai-proxy: configuration error: {_exc}\n")
-        sys.exit(2)
+        _refuse(_exc)
 
 
-def on_starting(server):
-    shutil.rmtree(_config.multiproc_dir, ignore_errors=True)
-    os.makedirs(_config.multiproc_dir, exist_ok=True)
+def when_ready(server):
+    """One line per start that says what this instance is (never a key)."""
+    message, fields = _config_module.start_line(_config, _multiproc_dir)
+    server.log.info(message, extra={"fields": fields})
+    warning = _config_module.exposure_warning(_config)
+    if warning:
+        server.log.warning(warning, extra={"fields": {"event": "exposed_without_auth"}})
 
 
 def post_worker_init(worker):
@@ -61,4 +69,4 @@ def post_worker_init(worker):
 
 def child_exit(server, worker):
     from prometheus_client import multiprocess
-    multiprocess.mark_process_dead(worker.pid, _config.multiproc_dir)
+    multiprocess.mark_process_dead(worker.pid, _multiproc_dir)

@@ -80,6 +80,140 @@ def test_durations_and_variant_sanitising():
     assert cfg.variant == "canary-x-1"
 
 
+@pytest.mark.parametrize("env, variable", [
+    ({"PROXY_API_KEYS": ","}, "PROXY_API_KEYS"),
+    ({"PROXY_API_KEYS": " , ,, "}, "PROXY_API_KEYS"),
+    ({"PROXY_API_KEYS": ""}, "PROXY_API_KEYS"),
+])
+def test_a_key_list_with_no_key_refuses_to_start_instead_of_turning_auth_off(env, variable):
+    with pytest.raises(config.ConfigError, match=f"^{variable} holds no key"):
+        config.load({"ZAI_API_KEY": "k", **env})
+
+
+def test_a_key_file_of_separators_only_refuses_to_start(tmp_path):
+    key_file = tmp_path / "keys"
+    key_file.write_text(" ,\n, ,\n")
+    with pytest.raises(config.ConfigError, match="^PROXY_API_KEYS_FILE=.* holds no key"):
+        config.load({"ZAI_API_KEY": "k", "PROXY_API_KEYS_FILE": str(key_file)})
+
+
+@pytest.mark.parametrize("variable", ["ZAI_BASE_URL", "ZAI_QUOTA_BASE_URL"])
+@pytest.mark.parametrize("url", ["http://ops-login:s3cret-pw@upstream.example",
+                                 "https://ops-login:s3cret-pw@upstream.example:8443/api/paas/v4",
+                                 "https://s3cret-pw@upstream.example"])
+def test_credentials_in_an_upstream_url_are_refused_without_echoing_them(variable, url):
+    with pytest.raises(config.ConfigError, match=f"^{variable} must not carry credentials") as e:
+        config.load({"ZAI_API_KEY": "k", variable: url})
+    assert "s3cret-pw" not in str(e.value) and "ops-login" not in str(e.value)
+
+
+# Values that the proxy used to accept at start and that then failed every request (or the boot
+# with a traceback). Each is refused at start with a message that names the variable.
+@pytest.mark.parametrize("env, variable", [
+    ({"UPSTREAM_READ_TIMEOUT": "99999999h"}, "UPSTREAM_READ_TIMEOUT"),
+    ({"UPSTREAM_CONNECT_TIMEOUT": "9" * 400}, "UPSTREAM_CONNECT_TIMEOUT"),
+    ({"GRACEFUL_TIMEOUT": "100000h"}, "GRACEFUL_TIMEOUT"),
+    ({"RATE_LIMIT_MAX_WAIT": "1000000000"}, "RATE_LIMIT_MAX_WAIT"),
+    ({"RETRY_BACKOFF_BASE": "1000h"}, "RETRY_BACKOFF_BASE"),
+    ({"CLIENT_BODY_TIMEOUT": "1000000h"}, "CLIENT_BODY_TIMEOUT"),
+    ({"QUOTA_POLL_INTERVAL": "100000h"}, "QUOTA_POLL_INTERVAL"),
+    ({"ZAI_BASE_URL": "https://api.z.ai:99999"}, "ZAI_BASE_URL"),
+    ({"ZAI_BASE_URL": "https://api.z.ai:0"}, "ZAI_BASE_URL"),
+    ({"ZAI_QUOTA_BASE_URL": "https://api.z.ai:port"}, "ZAI_QUOTA_BASE_URL"),
+    ({"RATE_LIMIT_STORAGE_URI": "redis://redis:70000/0"}, "RATE_LIMIT_STORAGE_URI"),
+    ({"RATE_LIMIT_MAX": "inf"}, "RATE_LIMIT_MAX"),
+    ({"RATE_LIMIT_MAX": "nan"}, "RATE_LIMIT_MAX"),
+    ({"RATE_LIMIT_MIN": "-inf"}, "RATE_LIMIT_MIN"),
+    ({"RATE_LIMIT_CEILING_ALPHA": "nan"}, "RATE_LIMIT_CEILING_ALPHA"),
+    ({"RATE_LIMIT_HOLD_MARGIN": "NaN"}, "RATE_LIMIT_HOLD_MARGIN"),
+    ({"MAX_REQUEST_BYTES": str(10 ** 13)}, "MAX_REQUEST_BYTES"),
+    ({"RATE_LIMIT_PROBE_INTERVAL": str(10 ** 12)}, "RATE_LIMIT_PROBE_INTERVAL"),
+    ({"BIND_HOST": "all-interfaces"}, "BIND_HOST"),
+])
+def test_absurd_values_are_refused_at_start_naming_the_variable(env, variable):
+    with pytest.raises(config.ConfigError, match=f"^{variable}[= ]"):
+        config.load({"ZAI_API_KEY": "k", **env})
+
+
+@pytest.mark.parametrize("variable, value", [
+    ("ZAI_API_KEY", "sk-ключ-secret"),
+    ("PROXY_API_KEYS", "client-one,klient-zwei-ü-secret"),
+    ("ADMIN_TOKEN", "admin-tök-secret"),
+    ("ZAI_API_KEY", "sk-secret\u2028rotated"),
+])
+def test_keys_that_cannot_be_header_values_are_refused_without_printing_them(variable, value):
+    env = {"ZAI_API_KEY": "k", variable: value}
+    with pytest.raises(config.ConfigError, match=f"^{variable} holds a character") as refused:
+        config.load(env)
+    assert "secret" not in str(refused.value) and "ключ" not in str(refused.value)
+
+
+def test_a_storage_uri_error_never_shows_the_uri():
+    with pytest.raises(config.ConfigError, match="^RATE_LIMIT_STORAGE_URI") as refused:
+        config.load({"ZAI_API_KEY": "k", "RATE_LIMIT_STORAGE_URI": "redis://:pw-s3cret@r:0/0"})
+    assert "pw-s3cret" not in str(refused.value)
+
+
+def test_a_price_file_may_be_pretty_printed(tmp_path):
+    prices = tmp_path / "prices.json"
+    prices.write_text('{\n  "glm-4.7": {\n    "input": 0.6,\n    "output": 2.2\n  }\n}\n')
+    cfg = config.load({"ZAI_API_KEY": "k", "TOKEN_PRICES_FILE": str(prices)})
+    assert cfg.token_prices == {"glm-4.7": {"input": 0.6, "output": 2.2}}
+
+
+def test_the_listen_address_is_loopback_unless_told_otherwise():
+    assert config.load({"ZAI_API_KEY": "k"}).bind == "127.0.0.1:8080"
+    assert config.load({"ZAI_API_KEY": "k", "BIND_HOST": "0.0.0.0", "PORT": "9000"}).bind == \
+        "0.0.0.0:9000"
+    assert config.load({"ZAI_API_KEY": "k", "BIND_HOST": "::"}).bind == "[::]:8080"
+
+
+def test_the_start_line_says_what_the_instance_is_and_never_shows_a_key():
+    cfg = config.load({"ZAI_API_KEY": "zai-secret-key", "PROXY_API_KEYS": "client-a,client-b",
+                       "ZAI_BASE_URL": "http://127.0.0.1:9999", "DEPLOYMENT_VARIANT": "canary",
+                       "TOKEN_COUNTING_ENABLED": "true", "MAX_WORKERS": "12",
+                       "WEB_CONCURRENCY": "2",
+                       "RATE_LIMIT_STORAGE_URI": "redis://:redis-pw@r:6379"})
+    message, fields = config.start_line(cfg, "/tmp/m")
+    assert message == (
+        "zai-proxy 0.1.0 (canary) listening on http://127.0.0.1:8080, upstream "
+        "http://127.0.0.1:9999; client auth on (2 keys); token counting on; capacity 12 in "
+        "flight (2 processes x 14 threads); rate limit 10 req/s to start, redis")
+    assert fields["upstream"] == "http://127.0.0.1:9999" and fields["client_auth"] is True
+    for secret in ("zai-secret-key", "client-a", "client-b", "redis-pw"):
+        assert secret not in message + repr(fields)
+
+
+def test_listening_beyond_loopback_without_client_keys_is_warned_about():
+    exposed = config.load({"ZAI_API_KEY": "k", "BIND_HOST": "0.0.0.0"})
+    assert config.exposure_warning(exposed) == (
+        "client auth is off and the proxy listens on 0.0.0.0: anyone who can reach this port "
+        "spends the Z.AI key. Set PROXY_API_KEYS, or limit who reaches it (BIND_HOST=127.0.0.1 "
+        "on a workstation, a NetworkPolicy in Kubernetes); README: Expose it safely")
+    assert config.exposure_warning(config.load({"ZAI_API_KEY": "k"})) is None
+    assert config.exposure_warning(config.load({"ZAI_API_KEY": "k", "BIND_HOST": "::1"})) is None
+    assert config.exposure_warning(config.load({"ZAI_API_KEY": "k", "BIND_HOST": "0.0.0.0",
+                                                "PROXY_API_KEYS": "client-a"})) is None
+
+
+def _launch(env: dict) -> subprocess.CompletedProcess:
+    """`make run`'s command: python -m zai_proxy.launch in image/."""
+    return subprocess.run([sys.executable, "-m", "zai_proxy.launch"], cwd=IMAGE,
+                          env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"ZAI_API_KEY": "k", "WEB_CONCURRENCY": "lots"}, "WEB_CONCURRENCY='lots' is not an integer"),
+    ({"ZAI_API_KEY": "k", "PORT": "http"}, "PORT='http' is not an integer"),
+])
+def test_make_run_refuses_a_bad_setting_in_one_line(env, message):
+    result = _launch(env)
+    assert result.returncode == 2
+    assert result.stderr == f"zai-proxy: configuration error: {message}\n"
+    assert result.stdout == ""
+
+
 def test_the_server_refuses_to_start_with_a_clear_message():
     result = subprocess.run([sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
                              "app:create_app()"], cwd=IMAGE, env={"PATH": "/usr/bin:/bin",
@@ -100,7 +234,13 @@ def test_a_missing_tokenizer_stops_the_server_with_a_clear_message(tmp_path):
                                  "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "m")},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
-    assert "configuration error" in result.stderr and "TIKTOKEN_CACHE_DIR" in result.stderr
+    assert f"TIKTOKEN_CACHE_DIR={str(tmp_path)!r} does not hold tiktoken's cl100k_base file" in \
+        result.stderr
+    assert "make tiktoken-cache" in result.stderr and "/opt/tiktoken" in result.stderr
+    # Says how to provide the file: not which encoding "cannot be loaded", nor a network error.
+    assert "TOKENIZER_ENCODING" not in result.stderr and "Error" not in result.stderr
+    assert result.stderr.count("\n") == 1
+
 
 
 def test_log_lines_never_carry_a_configured_secret():

@@ -200,6 +200,10 @@ def test_image_config_runs_the_cmd_as_the_non_root_user(image):
     assert image.env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert image.env["PYTHONUNBUFFERED"] == "1"
     assert image.env["TIKTOKEN_CACHE_DIR"] == "/opt/tiktoken"
+    # A container listens on every interface (the proxy alone: loopback) and has one master, so
+    # one fixed metrics folder in /tmp, wiped at each start, leaves nothing behind on restarts.
+    assert image.env["BIND_HOST"] == "0.0.0.0"
+    assert image.env["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/zai-proxy-metrics"
     from zai_proxy.config import VERSION
     assert image.env["ZAI_PROXY_VERSION"] == image.labels["org.opencontainers.image.version"] \
         == VERSION
@@ -280,6 +284,10 @@ def test_cmd_runs_as_uid_10001_from_the_app_dir(canary):
 def test_cmd_starts_without_errors(canary):
     lines = canary.stdout().splitlines()
     assert any('"Booting worker' in line for line in lines)   # the log really is read
+    starts = [json.loads(line) for line in lines if '"event": "start"' in line]
+    assert [(start["listen"], start["metrics_dir"]) for start in starts] == [
+        (f"0.0.0.0:{canary.port}", "/tmp/zai-proxy-metrics")]
+    assert "client auth off; token counting on" in starts[0]["msg"]
     errors = [line for line in lines + canary.stderr().splitlines()
               if '"level": "error"' in line or "[ERROR]" in line or "Traceback" in line]
     assert errors == []
@@ -292,7 +300,8 @@ def test_counting_fails_to_start_without_the_baked_cache(image, tmp_path):
                     TIKTOKEN_CACHE_DIR="/tmp/no-cache", **OFFLINE_ENV)
     try:
         assert served.proc.wait(60) != 0
-        assert "TIKTOKEN_CACHE_DIR=/tmp/no-cache" in served.stderr()
+        assert "TIKTOKEN_CACHE_DIR='/tmp/no-cache' does not hold tiktoken's cl100k_base file" \
+            in served.stderr()
     finally:
         served.stop()
 

@@ -30,6 +30,9 @@ def free_port() -> int:
 
 
 class ProxyProcess:
+    # The image's CMD, run inside image/.
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
+
     def __init__(self, tmp_path: Path, upstream_url: str, **env):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -66,8 +69,7 @@ class ProxyProcess:
     def _boot(self, timeout: float) -> bool:
         """True once one of this gunicorn's workers answers; False if its port was taken."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
-            cwd=IMAGE, env=self.env, stdout=open(self.stdout_path, "wb"),
+            self.command, cwd=IMAGE, env=self.env, stdout=open(self.stdout_path, "wb"),
             stderr=open(self.stderr_path, "wb"))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

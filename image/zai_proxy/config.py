@@ -1,218 +1,88 @@
-"""Configuration: every environment variable is read once here and validated.
+"""Configuration: every environment variable is read once here, through the table of settings
+(settings.py), and validated.
 
-A bad value stops the process with a message that names the variable; nothing silently falls
-back to a default (the original did, and hid typos for weeks).
+A bad value stops the process with a message that names the variable (and never shows a key);
+nothing silently falls back to a default, which would hide a typo for weeks. Checks that involve
+two settings are written out in load().
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import json
 import os
-import re
 from typing import Mapping
-from urllib.parse import urlsplit
+
+from .setting_kinds import ConfigError, Invalid, sanitize_label
+from .settings import BY_FIELD, DEFAULTS, Setting
+
+__all__ = ["VERSION", "Config", "ConfigError", "load", "sanitize_label"]
 
 VERSION = "0.1.0"
 
-DEFAULT_MODEL_LABELS = (
-    "glm-4.5,glm-4.5-air,glm-4.5-flash,glm-4.5v,glm-4.6,glm-4.7,glm-4.7-flash,"
-    "glm-5,glm-5-turbo,glm-5.1"
-)
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or invalid; the message names the variable."""
-
-
-class _Reader:
-    """Typed access to an environment mapping, raising ConfigError that names the variable."""
-
-    def __init__(self, env: Mapping[str, str]):
-        self.env = env
-
-    def raw(self, name: str, default: str | None = None) -> str | None:
-        value = self.env.get(name)
-        if value is None or value.strip() == "":
-            return default
-        return value.strip()
-
-    def string(self, name: str, default: str) -> str:
-        return self.raw(name, default)  # type: ignore[return-value]
-
-    def integer(self, name: str, default: int, minimum: int | None = None,
-                maximum: int | None = None) -> int:
-        text = self.raw(name)
-        if text is None:
-            return default
-        try:
-            value = int(text)
-        except ValueError:
-            raise ConfigError(f"{name}={text!r} is not an integer") from None
-        _check_bounds(name, value, minimum, maximum)
-        return value
-
-    def number(self, name: str, default: float, minimum: float | None = None,
-               maximum: float | None = None) -> float:
-        text = self.raw(name)
-        if text is None:
-            return default
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(f"{name}={text!r} is not a number") from None
-        _check_bounds(name, value, minimum, maximum)
-        return value
-
-    def boolean(self, name: str, default: bool) -> bool:
-        text = self.raw(name)
-        if text is None:
-            return default
-        if text.lower() in _TRUE:
-            return True
-        if text.lower() in _FALSE:
-            return False
-        raise ConfigError(f"{name}={text!r} is not a boolean (use true or false)")
-
-    def duration(self, name: str, default: float, minimum: float = 0.0) -> float:
-        """Seconds, from '500ms', '30s', '5m', '6h' or a bare number of seconds."""
-        text = self.raw(name)
-        if text is None:
-            return default
-        match = _DURATION.match(text)
-        if not match:
-            raise ConfigError(f"{name}={text!r} is not a duration (examples: 500ms, 30s, 5m, 6h)")
-        value = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        _check_bounds(name, value, minimum, None)
-        return value
-
-    def secret(self, name: str) -> str | None:
-        """NAME_FILE wins over NAME; a file that cannot be read is an error, not a fallback."""
-        path = self.raw(name + "_FILE")
-        if path is not None:
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    value = handle.read().strip()
-            except OSError as exc:
-                raise ConfigError(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
-            if not value:
-                raise ConfigError(f"{name}_FILE={path!r} is empty")
-            return _printable(f"{name}_FILE", value)
-        value = self.raw(name)
-        return value if value is None else _printable(name, value)
-
-
-def _printable(name: str, secret: str) -> str:
-    """A secret that is sent as a header value: no line breaks or control characters.
-
-    A pasted note on a second line of a key file would otherwise make every upstream call fail
-    in a way that quotes the header, key included, in the exception. The message names the
-    variable, never the value."""
-    if any(ord(c) < 0x20 or ord(c) == 0x7f for c in secret):
-        raise ConfigError(f"{name} contains a line break or a control character; a key must be "
-                          "a single line")
-    return secret
-
-
-def _check_bounds(name, value, minimum, maximum):
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{name}={value} is below the minimum {minimum}")
-    if maximum is not None and value > maximum:
-        raise ConfigError(f"{name}={value} is above the maximum {maximum}")
-
-
-def _origin(name: str, text: str) -> str:
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"{name}={text!r} must be an http(s) origin such as https://api.z.ai")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ConfigError(f"{name}={text!r} must be an origin only (no path); "
-                          "set ZAI_OPENAI_PATH / ZAI_ANTHROPIC_PATH for paths")
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def _path(name: str, text: str) -> str:
-    if not text.startswith("/") or "?" in text or "#" in text or ".." in text:
-        raise ConfigError(f"{name}={text!r} must be an absolute URL path such as /api/paas/v4")
-    return text.rstrip("/")
-
-
-def sanitize_label(text: str) -> str:
-    """A label value safe for dashboards: lower case, [a-z0-9_-], at most 32 characters."""
-    cleaned = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-")[:32]
-    return cleaned or "unknown"
-
-
-def _csv(text: str | None) -> tuple[str, ...]:
-    if not text:
-        return ()
-    return tuple(item.strip() for item in text.split(",") if item.strip())
+_d = DEFAULTS.__getitem__
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     # Listening and process model
-    port: int = 8080
-    web_concurrency: int = 1
-    max_workers: int = 10
-    graceful_timeout: float = 600.0
-    log_level: str = "info"
-    multiproc_dir: str = "/tmp/zai-proxy-metrics"
+    bind_host: str = _d("bind_host")
+    port: int = _d("port")
+    web_concurrency: int = _d("web_concurrency")
+    max_workers: int = _d("max_workers")
+    graceful_timeout: float = _d("graceful_timeout")
+    log_level: str = _d("log_level")
+    multiproc_dir: str | None = _d("multiproc_dir")   # None: a private folder per instance
     # Upstream
-    zai_base_url: str = "https://api.z.ai"
-    zai_openai_path: str = "/api/paas/v4"
-    zai_anthropic_path: str = "/api/anthropic"
-    zai_api_key: str = dataclasses.field(default="", repr=False)
-    connect_timeout: float = 10.0
-    read_timeout: float = 300.0
-    max_request_bytes: int = 10 * 1024 * 1024
-    client_header_timeout: float = 10.0
-    client_body_timeout: float = 60.0
-    client_write_timeout: float = 60.0
+    zai_base_url: str = _d("zai_base_url")
+    zai_openai_path: str = _d("zai_openai_path")
+    zai_anthropic_path: str = _d("zai_anthropic_path")
+    zai_api_key: str = dataclasses.field(default="", repr=False)   # required: no default
+    connect_timeout: float = _d("connect_timeout")
+    read_timeout: float = _d("read_timeout")
+    max_request_bytes: int = _d("max_request_bytes")
+    client_header_timeout: float = _d("client_header_timeout")
+    client_body_timeout: float = _d("client_body_timeout")
+    client_write_timeout: float = _d("client_write_timeout")
     # Clients
-    proxy_api_keys: tuple[str, ...] = dataclasses.field(default=(), repr=False)
-    admin_token: str | None = dataclasses.field(default=None, repr=False)
-    trusted_proxy_cidrs: tuple = ()
+    proxy_api_keys: tuple[str, ...] = dataclasses.field(default=_d("proxy_api_keys"), repr=False)
+    admin_token: str | None = dataclasses.field(default=_d("admin_token"), repr=False)
+    trusted_proxy_cidrs: tuple = _d("trusted_proxy_cidrs")
     # Metrics
-    variant: str = "production"
-    model_labels: tuple[str, ...] = tuple(DEFAULT_MODEL_LABELS.split(","))
+    variant: str = _d("variant")
+    model_labels: tuple[str, ...] = _d("model_labels")
     version: str = VERSION
-    commit: str = "unknown"
-    build_time: str = "unknown"
+    commit: str = _d("commit")
+    build_time: str = _d("build_time")
     # Rate limiting
-    rate_limit_enabled: bool = True
-    rate_limit_storage_uri: str = "memory://"
-    rate_limit_initial: float = 10.0
-    rate_limit_min: float = 1.0
-    rate_limit_max: float = 50.0
-    rate_limit_ceiling_alpha: float = 0.3
-    rate_limit_hold_margin: float = 0.02
-    rate_limit_probe_interval: int = 10
-    rate_limit_window: float = 30.0
-    rate_limit_state_file: str = "/tmp/zai-proxy/ceiling.json"
-    rate_limit_state_max_age: float = 6 * 3600.0
-    rate_limit_max_wait: float = 30.0
+    rate_limit_enabled: bool = _d("rate_limit_enabled")
+    rate_limit_storage_uri: str = dataclasses.field(default=_d("rate_limit_storage_uri"),
+                                                    repr=False)
+    rate_limit_initial: float = _d("rate_limit_initial")
+    rate_limit_min: float = _d("rate_limit_min")
+    rate_limit_max: float = _d("rate_limit_max")
+    rate_limit_ceiling_alpha: float = _d("rate_limit_ceiling_alpha")
+    rate_limit_hold_margin: float = _d("rate_limit_hold_margin")
+    rate_limit_probe_interval: int = _d("rate_limit_probe_interval")
+    rate_limit_window: float = _d("rate_limit_window")
+    rate_limit_state_file: str = _d("rate_limit_state_file")
+    rate_limit_state_max_age: float = _d("rate_limit_state_max_age")
+    rate_limit_max_wait: float = _d("rate_limit_max_wait")
     # Retries
-    max_retries: int = 3
-    retry_backoff_base: float = 1.0
+    max_retries: int = _d("max_retries")
+    retry_backoff_base: float = _d("retry_backoff_base")
     # Tokens
-    token_counting_enabled: bool = False
-    tokenizer_encoding: str = "cl100k_base"
-    token_count_max_chars: int = 200_000
-    token_prices: dict | None = None
+    token_counting_enabled: bool = _d("token_counting_enabled")
+    tokenizer_encoding: str = _d("tokenizer_encoding")
+    token_count_max_chars: int = _d("token_count_max_chars")
+    token_prices: dict | None = _d("token_prices")
     # Quota
-    quota_poll_enabled: bool = False
-    quota_poll_interval: float = 60.0
-    quota_poll_timeout: float = 5.0
-    quota_stale_after: float = 900.0
-    zai_quota_base_url: str = "https://api.z.ai"
-    quota_enforcement_enabled: bool = False
+    quota_poll_enabled: bool = _d("quota_poll_enabled")
+    quota_poll_interval: float = _d("quota_poll_interval")
+    quota_poll_timeout: float = _d("quota_poll_timeout")
+    quota_stale_after: float = _d("quota_stale_after")
+    zai_quota_base_url: str = _d("zai_base_url")   # unset: ZAI_BASE_URL
+    quota_enforcement_enabled: bool = _d("quota_enforcement_enabled")
 
     @property
     def openai_base(self) -> str:
@@ -221,6 +91,12 @@ class Config:
     @property
     def anthropic_base(self) -> str:
         return self.zai_base_url + self.zai_anthropic_path
+
+    @property
+    def bind(self) -> str:
+        """gunicorn's `bind`: host:port, with an IPv6 address in brackets."""
+        host = f"[{self.bind_host}]" if ":" in self.bind_host else self.bind_host
+        return f"{host}:{self.port}"
 
     @property
     def max_in_flight_per_process(self) -> int:
@@ -233,110 +109,95 @@ class Config:
         return self.max_in_flight_per_process + max(8, self.max_in_flight_per_process // 4)
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "…")
+
+
+def read(setting: Setting, env: Mapping[str, str]):
+    """One setting's value: NAME_FILE (when the setting has one) wins over NAME; unset or empty
+    gives the table's default. Raises ConfigError naming the variable that was read."""
+    source, text, from_file = setting.name, env.get(setting.name), False
+    path = env.get(setting.name + "_FILE", "").strip() if setting.file else ""
+    if path:
+        source, from_file = setting.name + "_FILE", True
+        try:
+            with open(path, encoding="utf-8") as handle:
+                text = handle.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+            raise ConfigError(f"{source}={path!r} cannot be read: {reason}") from None
+        if not text.strip():
+            raise ConfigError(f"{source}={path!r} is empty")
+    if text is None or (not text.strip() and not setting.kind.accepts_empty):
+        if setting.required:
+            either = f"{setting.name} (or {setting.name}_FILE)" if setting.file else setting.name
+            raise ConfigError(f"{either} must be set: {setting.help}")
+        return DEFAULTS[setting.field]
+    try:
+        return setting.kind.parse(text.strip())
+    except Invalid as invalid:
+        if from_file:
+            raise ConfigError(f"{source}={path!r} {invalid.problem}") from None
+        if invalid.show_value and not setting.kind.secret:
+            raise ConfigError(f"{source}={_shown(text.strip())} {invalid.problem}") from None
+        raise ConfigError(f"{source} {invalid.problem}") from None
+
+
 def load(env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the whole configuration. Raises ConfigError naming the variable."""
-    r = _Reader(os.environ if env is None else env)
+    env = os.environ if env is None else env
+    values = {field: read(setting, env) for field, setting in BY_FIELD.items()}
 
-    api_key = r.secret("ZAI_API_KEY")
-    if not api_key:
-        raise ConfigError("ZAI_API_KEY (or ZAI_API_KEY_FILE) must be set to the Z.AI API key")
-
-    base_url = _origin("ZAI_BASE_URL", r.string("ZAI_BASE_URL", "https://api.z.ai"))
-    web_concurrency = r.integer("WEB_CONCURRENCY", 1, minimum=1, maximum=64)
-    max_workers = r.integer("MAX_WORKERS", 10, minimum=1, maximum=10_000)
-    if max_workers < web_concurrency:
-        raise ConfigError(f"MAX_WORKERS={max_workers} must be at least WEB_CONCURRENCY="
-                          f"{web_concurrency} (the cap is split between worker processes)")
-
-    log_level = r.string("LOG_LEVEL", "info").lower()
-    if log_level not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"LOG_LEVEL={log_level!r} must be one of debug, info, warning, error")
-
-    cidrs = []
-    for item in _csv(r.raw("TRUSTED_PROXY_CIDRS")):
-        try:
-            cidrs.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ConfigError(f"TRUSTED_PROXY_CIDRS has an invalid network {item!r}") from None
-
-    rate_min = r.number("RATE_LIMIT_MIN", 1.0, minimum=0.01)
-    rate_max = r.number("RATE_LIMIT_MAX", 50.0, minimum=0.01)
-    rate_initial = r.number("RATE_LIMIT_INITIAL", 10.0, minimum=0.01)
-    if not rate_min <= rate_initial <= rate_max:
-        raise ConfigError(f"RATE_LIMIT_INITIAL={rate_initial} must lie between RATE_LIMIT_MIN="
-                          f"{rate_min} and RATE_LIMIT_MAX={rate_max}")
-    # A secret: a Redis URI carries its password, so it may come from a mounted file.
-    storage_uri = r.secret("RATE_LIMIT_STORAGE_URI") or "memory://"
-    if not re.match(r"^(memory|redis|rediss|redis\+sentinel|redis\+cluster)://", storage_uri):
-        raise ConfigError("RATE_LIMIT_STORAGE_URI must start with memory:// or redis:// "
-                          "(or rediss://, redis+sentinel://, redis+cluster://)")
-
-    prices = None
-    prices_text = r.secret("TOKEN_PRICES")
-    if prices_text:
-        try:
-            prices = json.loads(prices_text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"TOKEN_PRICES is not valid JSON: {exc.msg}") from None
-        if not isinstance(prices, dict):
-            raise ConfigError("TOKEN_PRICES must be a JSON object {model: {input, output, ...}}")
+    if values["max_workers"] < values["web_concurrency"]:
+        raise ConfigError(f"MAX_WORKERS={values['max_workers']} must be at least WEB_CONCURRENCY="
+                          f"{values['web_concurrency']} (the cap is split between worker "
+                          "processes)")
+    low, start, high = (values["rate_limit_min"], values["rate_limit_initial"],
+                        values["rate_limit_max"])
+    if not low <= start <= high:
+        raise ConfigError(f"RATE_LIMIT_INITIAL={start:g} must lie between RATE_LIMIT_MIN="
+                          f"{low:g} and RATE_LIMIT_MAX={high:g}")
+    if values["token_prices"] is not None:
         from .pricing import PriceTable
-        PriceTable(prices)  # raises ConfigError naming TOKEN_PRICES for a bad row
+        PriceTable(values["token_prices"])  # raises ConfigError naming TOKEN_PRICES for a bad row
+    values["zai_quota_base_url"] = values["zai_quota_base_url"] or values["zai_base_url"]
+    values["version"] = values["version"] or VERSION
+    return Config(**values)
 
-    model_labels = tuple(m.lower() for m in _csv(r.string("MODEL_LABELS", DEFAULT_MODEL_LABELS)))
 
-    return Config(
-        port=r.integer("PORT", 8080, minimum=1, maximum=65535),
-        web_concurrency=web_concurrency,
-        max_workers=max_workers,
-        graceful_timeout=r.duration("GRACEFUL_TIMEOUT", 600.0),
-        log_level=log_level,
-        multiproc_dir=r.string("PROMETHEUS_MULTIPROC_DIR", "/tmp/zai-proxy-metrics"),
-        zai_base_url=base_url,
-        zai_openai_path=_path("ZAI_OPENAI_PATH", r.string("ZAI_OPENAI_PATH", "/api/paas/v4")),
-        zai_anthropic_path=_path("ZAI_ANTHROPIC_PATH",
-                                 r.string("ZAI_ANTHROPIC_PATH", "/api/anthropic")),
-        zai_api_key=api_key,
-        connect_timeout=r.duration("UPSTREAM_CONNECT_TIMEOUT", 10.0, minimum=0.001),
-        read_timeout=r.duration("UPSTREAM_READ_TIMEOUT", 300.0, minimum=0.001),
-        max_request_bytes=r.integer("MAX_REQUEST_BYTES", 10 * 1024 * 1024, minimum=1024),
-        client_header_timeout=r.duration("CLIENT_HEADER_TIMEOUT", 10.0, minimum=0.1),
-        client_body_timeout=r.duration("CLIENT_BODY_TIMEOUT", 60.0, minimum=0.1),
-        client_write_timeout=r.duration("CLIENT_WRITE_TIMEOUT", 60.0, minimum=0.1),
-        proxy_api_keys=_csv(r.secret("PROXY_API_KEYS")),
-        admin_token=r.secret("ADMIN_TOKEN"),
-        trusted_proxy_cidrs=tuple(cidrs),
-        variant=sanitize_label(r.string("DEPLOYMENT_VARIANT", "production")),
-        model_labels=model_labels,
-        version=r.string("ZAI_PROXY_VERSION", VERSION),
-        commit=r.string("ZAI_PROXY_COMMIT", "unknown"),
-        build_time=r.string("ZAI_PROXY_BUILD_TIME", "unknown"),
-        rate_limit_enabled=r.boolean("RATE_LIMIT_ENABLED", True),
-        rate_limit_storage_uri=storage_uri,
-        rate_limit_initial=rate_initial,
-        rate_limit_min=rate_min,
-        rate_limit_max=rate_max,
-        rate_limit_ceiling_alpha=r.number("RATE_LIMIT_CEILING_ALPHA", 0.3, minimum=0.0,
-                                          maximum=1.0),
-        rate_limit_hold_margin=r.number("RATE_LIMIT_HOLD_MARGIN", 0.02, minimum=0.0,
-                                        maximum=0.5),
-        rate_limit_probe_interval=r.integer("RATE_LIMIT_PROBE_INTERVAL", 10, minimum=1),
-        rate_limit_window=r.duration("RATE_LIMIT_WINDOW", 30.0, minimum=0.1),
-        rate_limit_state_file=r.string("RATE_LIMIT_STATE_FILE", "/tmp/zai-proxy/ceiling.json")
-        if r.env.get("RATE_LIMIT_STATE_FILE") is None else r.env["RATE_LIMIT_STATE_FILE"].strip(),
-        rate_limit_state_max_age=r.duration("RATE_LIMIT_STATE_MAX_AGE", 6 * 3600.0),
-        rate_limit_max_wait=r.duration("RATE_LIMIT_MAX_WAIT", 30.0),
-        max_retries=r.integer("MAX_RETRIES", 3, minimum=0, maximum=20),
-        retry_backoff_base=r.duration("RETRY_BACKOFF_BASE", 1.0),
-        token_counting_enabled=r.boolean("TOKEN_COUNTING_ENABLED", False),
-        tokenizer_encoding=r.string("TOKENIZER_ENCODING", "cl100k_base"),
-        token_count_max_chars=r.integer("TOKEN_COUNT_MAX_CHARS", 200_000, minimum=0),
-        token_prices=prices,
-        quota_poll_enabled=r.boolean("QUOTA_POLL_ENABLED", False),
-        quota_poll_interval=r.duration("QUOTA_POLL_INTERVAL", 60.0, minimum=1.0),
-        quota_poll_timeout=r.duration("QUOTA_POLL_TIMEOUT", 5.0, minimum=0.1),
-        quota_stale_after=r.duration("QUOTA_STALE_AFTER", 900.0, minimum=1.0),
-        zai_quota_base_url=_origin("ZAI_QUOTA_BASE_URL",
-                                   r.string("ZAI_QUOTA_BASE_URL", base_url)),
-        quota_enforcement_enabled=r.boolean("QUOTA_ENFORCEMENT_ENABLED", False),
-    )
+def start_line(config: Config, metrics_dir: str) -> tuple[str, dict]:
+    """What this instance is, in one log line: where it listens, where it sends, and what is on.
+    Never a key; the storage URI (which may carry a Redis password) only by its scheme."""
+    keys = len(config.proxy_api_keys)
+    auth = f"on ({keys} key{'s' if keys > 1 else ''})" if keys else "off"
+    processes = f"{config.web_concurrency} process" + ("es" if config.web_concurrency > 1 else "")
+    storage = config.rate_limit_storage_uri.split("://", 1)[0]
+    rate = (f"{config.rate_limit_initial:g} req/s to start, {storage}"
+            if config.rate_limit_enabled else "off")
+    fields = {
+        "event": "start", "version": config.version, "variant": config.variant,
+        "listen": config.bind, "upstream": config.zai_base_url,
+        "openai_path": config.zai_openai_path, "anthropic_path": config.zai_anthropic_path,
+        "client_auth": bool(config.proxy_api_keys), "token_counting":
+        config.token_counting_enabled, "max_workers": config.max_workers,
+        "workers": config.web_concurrency, "threads": config.threads_per_process,
+        "rate_limit": storage if config.rate_limit_enabled else "off",
+        "metrics_dir": metrics_dir,
+    }
+    message = (f"zai-proxy {config.version} ({config.variant}) listening on http://{config.bind}"
+               f", upstream {config.zai_base_url}; client auth {auth}; token counting "
+               f"{'on' if config.token_counting_enabled else 'off'}; capacity "
+               f"{config.max_workers} in flight ({processes} x "
+               f"{config.threads_per_process} threads); rate limit {rate}")
+    return message, fields
+
+
+def exposure_warning(config: Config) -> str | None:
+    """A warning for a proxy that listens beyond this machine without client keys: anyone who
+    reaches it may spend the Z.AI key."""
+    if config.proxy_api_keys or ipaddress.ip_address(config.bind_host).is_loopback:
+        return None
+    return (f"client auth is off and the proxy listens on {config.bind_host}: anyone who can "
+            "reach this port spends the Z.AI key. Set PROXY_API_KEYS, or limit who reaches it "
+            "(BIND_HOST=127.0.0.1 on a workstation, a NetworkPolicy in Kubernetes); README: "
+            "Expose it safely")

@@ -28,6 +28,8 @@ import math
 import os
 import tempfile
 
+from .settings import DEFAULTS
+
 log = logging.getLogger("zai_proxy.ratelimit")
 
 BAD_PERCENT = 5      # > this share of frequency 429s: slow down
@@ -41,13 +43,15 @@ STATE_FILE_VERSION = 1
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    initial: float = 10.0
-    minimum: float = 1.0
-    maximum: float = 50.0
-    alpha: float = 0.3
-    margin: float = 0.02
-    probe_interval: int = 10
-    window: float = 30.0
+    """The controller's knobs; the defaults are the RATE_LIMIT_* rows of settings.py."""
+
+    initial: float = DEFAULTS["rate_limit_initial"]
+    minimum: float = DEFAULTS["rate_limit_min"]
+    maximum: float = DEFAULTS["rate_limit_max"]
+    alpha: float = DEFAULTS["rate_limit_ceiling_alpha"]
+    margin: float = DEFAULTS["rate_limit_hold_margin"]
+    probe_interval: int = DEFAULTS["rate_limit_probe_interval"]
+    window: float = DEFAULTS["rate_limit_window"]
 
     @classmethod
     def from_config(cls, config) -> "Settings":

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 
-from .config import ConfigError
+from .tokenizer import load_encoding
 
 log = logging.getLogger(__name__)
 
@@ -186,17 +185,7 @@ class TokenCounter:
     def __init__(self, encoding_name: str, max_chars: int, metrics):
         self.max_chars = max(0, int(max_chars))
         self.metrics = metrics
-        try:
-            import tiktoken
-
-            self.encoding = tiktoken.get_encoding(encoding_name)
-        except Exception as exc:  # any failure here is a deployment problem: say which knob
-            cache = os.environ.get("TIKTOKEN_CACHE_DIR", "unset")
-            raise ConfigError(
-                f"TOKENIZER_ENCODING={encoding_name!r} cannot be loaded "
-                f"({type(exc).__name__}: {exc}); tiktoken reads it from TIKTOKEN_CACHE_DIR="
-                f"{cache} (the image bakes it there; locally run `make tiktoken-cache`), or set "
-                "TOKEN_COUNTING_ENABLED=false") from None
+        self.encoding = load_encoding(encoding_name)   # ConfigError naming the fix
         self._encode = self.encoding.encode_ordinary
 
     def count_text(self, text: str) -> int:

@@ -3,8 +3,9 @@ with only what Kubernetes itself would supply replaced.
 
 What is emulated, and how (nothing else is changed; a setting the chart renders is never retyped):
 - `env[].value`: kept verbatim, except `PORT` (every pod shares 127.0.0.1 here, so each listens on
-  its own free port; the Service's `targetPort: http` is that port) and `ZAI_BASE_URL` (the fake
-  Z.AI upstream instead of https://api.z.ai).
+  its own free port; the Service's `targetPort: http` is that port), `BIND_HOST` (127.0.0.1: a
+  pod's address is this machine's loopback) and `ZAI_BASE_URL` (the fake Z.AI upstream instead of
+  https://api.z.ai).
 - `env[].valueFrom.secretKeyRef`: the value of that Secret key from `secrets`, the demo's stand-in
   Secrets (a demo Z.AI key, the demo Redis URL). A Secret the demo does not know is an error, so
   a chart change that adds one is noticed here instead of silently running without it.
@@ -14,8 +15,8 @@ What is emulated, and how (nothing else is changed; a setting the chart renders 
   projected Secret volume, RATE_LIMIT_STATE_FILE under the /tmp emptyDir). Projected/secret
   volumes get their items written from `secrets`.
 - The image's own env: TIKTOKEN_CACHE_DIR (baked at /opt/tiktoken in the image) is the repo's
-  `.cache/tiktoken` (`make tiktoken-cache`), and PROMETHEUS_MULTIPROC_DIR, which the image leaves
-  at its default under /tmp, is put under the pod's /tmp emptyDir as in the container.
+  `.cache/tiktoken` (`make tiktoken-cache`), and PROMETHEUS_MULTIPROC_DIR, which the image sets
+  under /tmp, is put under the pod's /tmp emptyDir as in the container.
 - `replicas`: that many pods, named like a ReplicaSet's (`<deployment>-<hash>-<suffix>`).
 """
 
@@ -33,7 +34,7 @@ from tools.proxy_process import free_port
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE_DIR = ROOT / "image"
 TIKTOKEN_CACHE = ROOT / ".cache" / "tiktoken"
-# The image's default multiprocess directory (config.py), inside the pod's /tmp emptyDir.
+# The image's multiprocess directory (its Dockerfile's ENV), inside the pod's /tmp emptyDir.
 IMAGE_MULTIPROC_DIR = "/tmp/zai-proxy-metrics"
 
 
@@ -145,6 +146,7 @@ def pods_of(deployment: dict, base_dir: Path, upstream_url: str,
                 raise ValueError(f"env {key}: unsupported source {item.get('valueFrom')}")
         _write_volumes(deployment, ctr, pod_dir, secrets)
         env["PORT"] = str(port)
+        env["BIND_HOST"] = "127.0.0.1"
         env["ZAI_BASE_URL"] = upstream_url
         multiproc = _relocate(IMAGE_MULTIPROC_DIR, mounts)
         if multiproc == IMAGE_MULTIPROC_DIR:  # no /tmp volume: still never shared between pods

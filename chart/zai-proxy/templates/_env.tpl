@@ -1,6 +1,7 @@
 {{/*
-The proxy container's environment and secret files. Every env var here is one of the image's
-documented settings (docs/architecture.md); keys are mounted as files (`*_FILE`), so they never show
+The proxy container's environment and secret files. Every env var here is a row of the image's
+table of settings (image/zai_proxy/settings.py; tests/test_settings.py checks which value renders
+which variable); keys are mounted as files (`*_FILE`), so they never show
 in `kubectl describe` and never sit in the pod spec.
 */}}
 
@@ -58,6 +59,8 @@ successThreshold: {{ .successThreshold }}
   value: {{ $v.variant | quote }}
 - name: TOKEN_COUNTING_ENABLED
   value: {{ $v.tokenCounting.enabled | quote }}
+- name: BIND_HOST
+  value: {{ $v.config.bindHost | quote }}
 - name: PORT
   value: {{ $v.config.port | quote }}
 - name: ZAI_BASE_URL
