@@ -271,5 +271,6 @@ def test_a_proxy_under_gunicorn_is_read_from_its_multiprocess_metrics(clock, sta
         assert _chat(proxy.url).status_code == 200
     proxy.wait_value("zai_proxy_requests_total", 4)
     payload = tick(service, clock, T0 + 5)
+    service.close()    # its kept-alive connection would hold the proxy's stop back
     assert rate(payload) == 4 / 5
     assert rate(payload, figure="max_workers") == 4
