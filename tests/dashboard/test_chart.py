@@ -4,11 +4,13 @@ makes Prometheus scrape a pod twice."""
 
 from __future__ import annotations
 
+import functools
 import re
 
 import pytest
 
-from tools.chart.render import CANARY, PRODUCTION, Release, render, rule_spec, alerts
+from tools.chart import render as rendering
+from tools.chart.render import CANARY, PRODUCTION, Release, alerts
 from zai_dashboard import config
 
 TUNED = Release("tuned", "zai-proxy", "mcp", ("values/values-production.yaml",),
@@ -16,6 +18,20 @@ TUNED = Release("tuned", "zai-proxy", "mcp", ("values/values-production.yaml",),
                  "prometheusRule.thresholds.latencyP95Factor=2"))
 TUNED_CANARY = Release("tuned-canary", "zai-proxy-canary", "devpod",
                        ("values/values-canary.yaml",), TUNED.sets)
+
+
+@functools.cache
+def _render(release: Release, show_only: tuple[str, ...] = ()) -> list[dict]:
+    return rendering.render(release, show_only)
+
+
+def render(release: Release, show_only: tuple[str, ...] = ()) -> list[dict]:
+    return _render(release, show_only)
+
+
+def rule_spec(release: Release) -> dict:
+    return rendering.one(render(release, ("templates/prometheusrule.yaml",)),
+                         "PrometheusRule")["spec"]
 
 
 def dashboard_env(release: Release) -> dict[str, str]:

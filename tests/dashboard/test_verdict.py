@@ -123,7 +123,7 @@ def test_the_verdict_follows_a_failing_canary_within_one_window(clock, fake_zai,
         t += 5
     assert verdicts[t - 5] == "promote"
     fault = t
-    for _ in range(13):                       # half of the canary's requests fail
+    for _ in range(4):                        # half of the canary's requests fail
         step(t, 3)
         t += 5
     recovered = t
