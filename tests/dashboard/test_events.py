@@ -23,7 +23,7 @@ SEEDED_TICKS = 300
 QUEUE = 2
 
 
-def wait_for(condition, timeout=10.0, what="condition"):
+def wait_for(condition, timeout=20.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -187,8 +187,7 @@ def test_a_slow_client_is_dropped_and_others_keep_their_pace(dashboard):
     try:
         assert slow.status == 200
         dropped = 'zai_dashboard_sse_dropped_total{reason="slow"}'
-        wait_for(lambda: dashboard.metric(dropped) == 1, timeout=QUEUE + 8,
-                 what="the slow client dropped")
+        wait_for(lambda: dashboard.metric(dropped) == 1, what="the slow client dropped")
         wait_for(lambda: dashboard.metric("zai_dashboard_sse_clients") == 1,
                  what="the slow client gone")
         count = len(received)
@@ -217,9 +216,10 @@ def test_sigterm_ends_every_stream_cleanly_and_at_once(tmp_path, target):
             list(stream.events())
             assert stream.response.isclosed()
             stream.close()
-        assert process.proc.wait(10) == 0
-        # gunicorn's graceful_timeout is 10 s: ending the streams is what makes this quick.
-        assert time.monotonic() - started < 5
+        assert process.proc.wait(15) == 0
+        # gunicorn's graceful_timeout is 10 s, after which it would cut the streams (and
+        # reading them above would fail): ending them on SIGTERM is what makes this quick.
+        assert time.monotonic() - started < 8
     finally:
         process.stop(signal.SIGKILL)
     assert "Traceback" not in process.stdout() + process.stderr()
