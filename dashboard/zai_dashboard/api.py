@@ -87,8 +87,10 @@ def series():
     c = service.config
     first, last, step = queries.window(request.args, service.clock.time(), c.scrape_interval)
     variants = queries.variants_arg(request.args, c.variants)
-    return _json(queries.series(service.storage, c.scrape_interval, first, last, step,
-                                variants))
+    result = queries.series(service.storage, c.scrape_interval, first, last, step, variants)
+    response = Response(queries.to_json(result), mimetype="application/json")
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/api/breakdown")

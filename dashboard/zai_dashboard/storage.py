@@ -308,6 +308,22 @@ class Storage:
                                for t, v, fig, sample in memory])
         return out
 
+    def figure_texts(self, table: str, start: float, end: float, variants) -> list[tuple]:
+        """[(t, variant, figures as JSON text without the brackets)] with start <= t < end,
+        by time: the stored figures as they were written, so a full-resolution answer never
+        parses and re-formats a number (`fig` is a flat JSON array of numbers and nulls)."""
+        out = [(t, variant, fig[1:-1])
+               for t, variant, fig in self._select(table, "t, variant, fig", start, end,
+                                                   variants)]
+        with self._lock:
+            source = self._mem.raw if table == "raw" else self._mem.rollup
+            memory = source.between(start, end, variants)
+        if memory:
+            fig = 3 if table == "raw" else 2
+            out = _union(out, [(row[0], row[1], ",".join(_text(v) for v in row[fig]))
+                               for row in memory])
+        return out
+
     def last_tick_time(self) -> int | None:
         conn = self._reader()
         found = None
@@ -335,6 +351,10 @@ class Storage:
                     pass
                 self._db.close()
                 self._db = None
+
+
+def _text(value) -> str:
+    return "null" if value is None else json.dumps(value)
 
 
 def _union(stored: list[tuple], memory: list[tuple]) -> list[tuple]:
