@@ -421,7 +421,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="short windows (a smoke run)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "dashboard"))
+    for path in ("dashboard", "image"):          # zai_dashboard; zai_proxy (its metrics)
+        sys.path.insert(0, str(ROOT / path))
     cpu_seconds, fanout_seconds, reps = (20, 10, 2) if args.quick else (60, 30, 5)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:

@@ -115,6 +115,13 @@ class Collector:
     def _run(self) -> None:
         now = self.clock.time()
         t = int(now // self.interval * self.interval)
+        last = self.storage.last_tick_time()
+        if last is not None and t <= last:
+            # Restarted within the interval of a stored tick: never overwrite it with a tick
+            # that can only set baselines.
+            t = int(last) + self.interval
+            if self.clock.wait_until(t, self._stop):
+                return
         while not self._stop.is_set():
             try:
                 self.tick(t)

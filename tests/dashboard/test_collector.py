@@ -274,3 +274,31 @@ def test_a_proxy_under_gunicorn_is_read_from_its_multiprocess_metrics(clock, sta
     service.close()    # its kept-alive connection would hold the proxy's stop back
     assert rate(payload) == 4 / 5
     assert rate(payload, figure="max_workers") == 4
+
+
+def test_a_restart_within_an_interval_never_overwrites_the_stored_tick(clock, exposition,
+                                                                       tmp_path):
+    server = exposition()
+    server.set(requests_text({"200": 10}))
+    first = make_service(clock, f"production={server.url()}", tmp_path)
+    tick(first, clock, T0)
+    server.set(requests_text({"200": 20}))
+    tick(first, clock, T0 + 5)
+    first.close()
+
+    clock.now = T0 + 7           # the same interval as the last stored tick
+    second = make_service(clock, f"production={server.url()}", tmp_path)
+    ticked = []
+    original = second.collector.tick
+
+    def recording(t):
+        ticked.append(t)
+        if len(ticked) >= 2:
+            second.collector._stop.set()
+        return original(t)
+
+    second.collector.tick = recording
+    second.collector._run()
+    assert ticked[:2] == [T0 + 10, T0 + 15]
+    rows = {t: fig for t, _, _, fig, _ in second.storage.raw(T0, T0 + 20)}
+    assert rows[T0 + 5][0] == 2.0      # the stored tick kept its rate
