@@ -50,12 +50,20 @@ class Table:
 
 class MemoryRows:
     def __init__(self):
-        self.raw = Table()        # row: (state, fig list, sample dict)
-        self.rollup = Table()     # row: (fig list, sample dict)
+        self.raw = Table()         # row: (state, fig list, sample dict)
+        self._rollups = {"rollup": Table(), "rollup10": Table()}   # row: (fig list, sample dict)
+
+    @property
+    def rollup(self) -> Table:
+        return self._rollups["rollup"]
+
+    def table(self, name: str) -> Table:
+        return self.raw if name == "raw" else self._rollups[name]
 
     def __bool__(self) -> bool:
-        return bool(self.raw._times or self.rollup._times)
+        return bool(self.raw._times) or any(t._times for t in self._rollups.values())
 
     def clear(self) -> None:
         self.raw.clear()
-        self.rollup.clear()
+        for table in self._rollups.values():
+            table.clear()

@@ -4,8 +4,8 @@ A bucket's figures come from the merge of the samples inside it, so a rate is th
 deltas over the seconds collected and a percentile comes from the bucket increments of the whole
 bucket (never an average of percentiles). Where a bucket is a single tick (the step is the
 scrape interval) or a single minute (step 60), the figures stored with the row are used as they
-are. Steps that are multiples of a minute read the 1-minute rollups up to the rollup watermark
-and the raw ticks after it, so the newest minute is never missing.
+are. Steps that are multiples of a minute (or of 10 minutes) read the rollups where whole blocks
+fit and exist, and the raw ticks after the newest one, so the newest minute is never missing.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import math
 import time
 
 from .figures import FIGURES, figures, merge_into
+from .rollups import LEVELS, pieces
 from .storage import ROLLUP_STEP, Storage
 
 RANGES = {"5m": 300, "15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
@@ -126,21 +127,18 @@ def series(storage: Storage, interval: int, first: int, last: int, step: int,
     if step == interval:
         resolution = "raw"
         direct(storage.figure_texts("raw", first, end, variants))
-    elif step % ROLLUP_STEP == 0:
-        resolution = "rollup"
-        watermark = storage.watermark if storage.watermark is not None else first
-        split = max(first, min(watermark, end))
-        if step == ROLLUP_STEP:
-            direct(storage.figure_texts("rollup", first, split, variants))
-        else:
-            for t, variant, _, sample in storage.rollups(first, split, variants, samples=True):
-                add(t, variant, sample)
-        for t, variant, _, _, sample in storage.raw(split, end, variants, samples=True):
-            add(t, variant, sample)
     else:
-        resolution = "raw"
-        for t, variant, _, _, sample in storage.raw(first, end, variants, samples=True):
-            add(t, variant, sample)
+        usable = tuple(size for size, _ in LEVELS if step % size == 0)
+        parts = pieces(first, end, storage.watermarks, usable)
+        resolution = "rollup" if any(table != "raw" for table, _, _ in parts) else "raw"
+        # Where a bucket is one stored block (step 60 or 600), its stored figures are used.
+        exact = dict(LEVELS).get(step)
+        for table, lo, hi in sorted(parts, key=lambda part: part[0] != exact):
+            if table == exact:
+                direct(storage.figure_texts(table, lo, hi, variants))
+            else:
+                for t, variant, sample in storage.samples(table, lo, hi, variants):
+                    add(t, variant, sample)
     for (index, variant), sample in merged.items():
         if 0 <= index < count:
             target = columns[variant]
@@ -166,17 +164,12 @@ def to_json(result: dict) -> str:
 
 
 def merged_samples(storage: Storage, start: float, end: float, variants) -> dict[str, dict]:
-    """One sample per variant over [start, end): rollups for whole minutes, raw ticks around."""
+    """One sample per variant over [start, end): the coarsest rollups that fit, raw ticks
+    around them."""
     totals: dict[str, dict] = {v: {} for v in variants}
-    minute_start = math.ceil(start / ROLLUP_STEP) * ROLLUP_STEP
-    watermark = storage.watermark if storage.watermark is not None else minute_start
-    split = max(minute_start, min(watermark, end))
-    pieces = [storage.raw(start, min(minute_start, end), variants, samples=True),
-              storage.raw(split, end, variants, samples=True)]
-    for t, variant, _, _, sample in (row for rows in pieces for row in rows):
-        merge_into(totals[variant], sample)
-    for t, variant, _, sample in storage.rollups(minute_start, split, variants, samples=True):
-        merge_into(totals[variant], sample)
+    for table, lo, hi in pieces(start, end, storage.watermarks):
+        for _, variant, sample in storage.samples(table, lo, hi, variants):
+            merge_into(totals[variant], sample)
     return totals
 
 

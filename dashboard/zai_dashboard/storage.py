@@ -1,13 +1,13 @@
-"""SQLite storage: per-tick rows, incremental 1-minute rollups, retention, and a memory fallback.
+"""SQLite storage: per-tick rows, incremental rollups, retention, and a memory fallback.
 
 Tables (one row per time and variant; `fig` is the figures in FIGURES order as a JSON array,
 `sample` the mergeable sample as a JSON object, see figures.py):
 - `raw(t, variant, state, fig, sample)`: every tick, kept DASHBOARD_RAW_RETENTION (24 h);
-- `rollup(t, variant, fig, sample)`: one row per minute, the merge of that minute's ticks, kept
-  DASHBOARD_ROLLUP_RETENTION (7 d). Written from a watermark (the first minute not rolled up
-  yet) in the same transaction as the tick that completes the minute, so the rollups never
-  depend on raw rows that retention has already deleted and 7 d really holds 7 days. Rolling a
-  minute up twice writes the same row.
+- `rollup(t, variant, fig, sample)`: one row per minute, the merge of that minute's ticks, and
+  `rollup10(…)`: one row per 10 minutes, the merge of its minutes; both kept
+  DASHBOARD_ROLLUP_RETENTION (7 d). Written from watermarks (rollups.py) in the same transaction
+  as the tick that completes the block, so the rollups never depend on raw rows that retention
+  has already deleted and 7 d really holds 7 days. Rolling a block up twice writes the same row.
 
 One writer (the collector thread) in WAL mode with synchronous=NORMAL; API threads read through
 their own read-only connections, so a long query never blocks a tick. When a write fails (disk
@@ -26,10 +26,12 @@ import threading
 import time
 
 from . import dbfile
-from .figures import FIGURES, as_row, figures, merge_into
+from .figures import FIGURES, as_row, figures
 from .memstore import MemoryRows
+from .rollups import LEVELS, SOURCE, TABLES, merge_blocks
 
 ROLLUP_STEP = 60
+WATERMARK_KEYS = {60: "watermark", 600: "watermark600"}
 RETRY_AFTER = 60.0
 MEMORY = ":memory:"
 
@@ -41,6 +43,8 @@ SCHEMA = (
     "state TEXT NOT NULL, fig TEXT NOT NULL, sample TEXT NOT NULL, "
     "PRIMARY KEY (t, variant)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS rollup(t INTEGER NOT NULL, variant TEXT NOT NULL, "
+    "fig TEXT NOT NULL, sample TEXT NOT NULL, PRIMARY KEY (t, variant)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS rollup10(t INTEGER NOT NULL, variant TEXT NOT NULL, "
     "fig TEXT NOT NULL, sample TEXT NOT NULL, PRIMARY KEY (t, variant)) WITHOUT ROWID",
 )
 FIGURES_KEY = ",".join(FIGURES)
@@ -59,7 +63,7 @@ class Storage:
         self.metrics = metrics
         self.reset: dbfile.Reset | None = None
         self.degraded = False
-        self.watermark: int | None = None
+        self.watermarks: dict[int, int | None] = {step: None for step, _ in LEVELS}
         self._db: sqlite3.Connection | None = None
         self._writable = False
         self._mem = MemoryRows()
@@ -109,12 +113,23 @@ class Storage:
                 self._db.execute("ROLLBACK")
             self._fail("cannot write the database", exc)
         try:
-            watermark = self._meta("watermark")
-            self.watermark = int(watermark) if watermark is not None else None
+            for step, key in WATERMARK_KEYS.items():
+                value = self._meta(key)
+                self.watermarks[step] = int(value) if value is not None else None
+            if self.watermarks[600] is None:
+                # Minutes stored before the 10-minute level existed are rolled up from the start.
+                oldest = self._db.execute("SELECT min(t) FROM rollup").fetchone()[0]
+                if oldest is not None:
+                    self.watermarks[600] = oldest - oldest % 600
         except sqlite3.Error:
             self._db.close()
             self._db = None
         return self
+
+    @property
+    def watermark(self) -> int | None:
+        """The 1-minute rollups' watermark: minutes before it are rolled up."""
+        return self.watermarks[60]
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -126,7 +141,7 @@ class Storage:
 
     def _refigure(self) -> None:
         """The figures changed between versions: recompute the stored ones from the samples."""
-        for table in ("raw", "rollup"):
+        for table in TABLES:
             rows = self._db.execute(f"SELECT t, variant, sample FROM {table}").fetchall()
             self._db.executemany(f"UPDATE {table} SET fig=? WHERE t=? AND variant=?",
                                  [(_dumps(as_row(figures(json.loads(sample)))), t, variant)
@@ -166,8 +181,10 @@ class Storage:
     def write_tick(self, t: int, rows: list[tuple]) -> None:
         """rows: [(variant, state, fig list, sample dict)] of one tick."""
         with self._lock:
-            if self.watermark is None:
-                self.watermark = t - t % ROLLUP_STEP
+            if self.watermarks[60] is None:
+                self.watermarks[60] = t - t % 60
+            if self.watermarks[600] is None:
+                self.watermarks[600] = self.watermarks[60] - self.watermarks[60] % 600
             if self._db is not None and (not self.degraded or t >= self._retry_at):
                 try:
                     self._write_db(t, rows)
@@ -193,59 +210,59 @@ class Storage:
             db.executemany("INSERT OR REPLACE INTO raw VALUES (?, ?, ?, ?, ?)",
                            [(mt, v, state, _dumps(fig), _dumps(sample))
                             for mt, v, state, fig, sample in self._mem.raw.items()])
-            db.executemany("INSERT OR REPLACE INTO rollup VALUES (?, ?, ?, ?)",
-                           [(mt, v, _dumps(fig), _dumps(sample))
-                            for mt, v, fig, sample in self._mem.rollup.items()])
+            for _, table in LEVELS:
+                db.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?)",
+                               [(mt, v, _dumps(fig), _dumps(sample))
+                                for mt, v, fig, sample in self._mem.table(table).items()])
         db.executemany("INSERT OR REPLACE INTO raw VALUES (?, ?, ?, ?, ?)",
                        [(t, variant, state, _dumps(fig), _dumps(sample))
                         for variant, state, fig, sample in rows])
-        target = t - t % ROLLUP_STEP
-        if target > self.watermark:
-            for row in self._rollups(self.watermark, target, self._db_raw_samples):
-                db.execute("INSERT OR REPLACE INTO rollup VALUES (?, ?, ?, ?)",
-                           (row[0], row[1], _dumps(row[2]), _dumps(row[3])))
-            self._set_meta("watermark", target)
-        if target > self._cleaned_at:
+        done = {}
+        for step, table in LEVELS:
+            target = t - t % step
+            if target > self.watermarks[step]:
+                rolled = merge_blocks(self._db_samples(SOURCE[table], self.watermarks[step],
+                                                       target), step)
+                db.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?, ?, ?)",
+                               [(start, v, _dumps(fig), _dumps(sample))
+                                for start, v, fig, sample in rolled])
+                self._set_meta(WATERMARK_KEYS[step], target)
+                done[step] = target
+        minute = t - t % 60
+        if minute > self._cleaned_at:
             db.execute("DELETE FROM raw WHERE t < ?", (t - self.raw_retention,))
-            db.execute("DELETE FROM rollup WHERE t < ?", (t - self.rollup_retention,))
+            for _, table in LEVELS:
+                db.execute(f"DELETE FROM {table} WHERE t < ?", (t - self.rollup_retention,))
         db.execute("COMMIT")
         self._mem.clear()
-        self.watermark = max(self.watermark, target)
-        self._cleaned_at = max(self._cleaned_at, target)
+        self.watermarks.update(done)
+        self._cleaned_at = max(self._cleaned_at, minute)
 
     def _write_memory(self, t: int, rows: list[tuple]) -> None:
         for variant, state, fig, sample in rows:
             self._mem.raw.put(t, variant, (state, fig, sample))
-        target = t - t % ROLLUP_STEP
-        if target > self.watermark:
-            for minute, variant, fig, sample in self._rollups(
-                    self.watermark, target, lambda a, b: self._union_raw_samples(a, b)):
-                self._mem.rollup.put(minute, variant, (fig, sample))
-            self.watermark = target
+        for step, table in LEVELS:
+            target = t - t % step
+            if target > self.watermarks[step]:
+                for start, variant, fig, sample in merge_blocks(
+                        self._union_samples(SOURCE[table], self.watermarks[step], target), step):
+                    self._mem.table(table).put(start, variant, (fig, sample))
+                self.watermarks[step] = target
         self._mem.raw.drop_before(t - self.raw_retention)
-        self._mem.rollup.drop_before(t - self.rollup_retention)
+        for _, table in LEVELS:
+            self._mem.table(table).drop_before(t - self.rollup_retention)
 
-    def _rollups(self, start: int, end: int, read) -> list[tuple]:
-        """[(minute, variant, fig, sample)] for every minute in [start, end) with raw rows."""
-        merged: dict[tuple[int, str], dict] = {}
-        for t, variant, sample in read(start, end):
-            minute = t - t % ROLLUP_STEP
-            merge_into(merged.setdefault((minute, variant), {}), sample)
-        return [(minute, variant, as_row(figures(sample)), sample)
-                for (minute, variant), sample in sorted(merged.items())]
-
-    def _db_raw_samples(self, start: int, end: int) -> list[tuple]:
-        rows = self._db.execute("SELECT t, variant, sample FROM raw WHERE t >= ? AND t < ?",
+    def _db_samples(self, table: str, start: int, end: int) -> list[tuple]:
+        rows = self._db.execute(f"SELECT t, variant, sample FROM {table} WHERE t >= ? AND t < ?",
                                 (start, end)).fetchall()
         return [(t, variant, json.loads(sample)) for t, variant, sample in rows]
 
-    def _union_raw_samples(self, start: int, end: int) -> list[tuple]:
-        rows = [(t, variant, sample) for t, variant, _, _, sample
-                in self._mem.raw.between(start, end)]
+    def _union_samples(self, table: str, start: int, end: int) -> list[tuple]:
+        rows = [(row[0], row[1], row[-1]) for row in self._mem.table(table).between(start, end)]
         if self._db is not None:
             seen = {(t, variant) for t, variant, _ in rows}
             try:
-                rows += [row for row in self._db_raw_samples(start, end)
+                rows += [row for row in self._db_samples(table, start, end)
                          if (row[0], row[1]) not in seen]
             except sqlite3.Error:
                 pass
@@ -293,20 +310,28 @@ class Storage:
                                for t, v, state, fig, sample in memory])
         return out
 
-    def rollups(self, start: float, end: float, variants=None,
-                samples: bool = False) -> list[tuple]:
-        """[(minute, variant, fig list, sample dict or None)] with start <= minute < end."""
+    def rollups(self, start: float, end: float, variants=None, samples: bool = False,
+                table: str = "rollup") -> list[tuple]:
+        """[(block start, variant, fig list, sample dict or None)] of a rollup table with
+        start <= t < end."""
         columns = "t, variant, fig" + (", sample" if samples else "")
         out = []
-        for row in self._select("rollup", columns, start, end, variants):
+        for row in self._select(table, columns, start, end, variants):
             out.append((row[0], row[1], json.loads(row[2]),
                         json.loads(row[3]) if samples else None))
         with self._lock:
-            memory = self._mem.rollup.between(start, end, variants)
+            memory = self._mem.table(table).between(start, end, variants)
         if memory:
             out = _union(out, [(t, v, fig, sample if samples else None)
                                for t, v, fig, sample in memory])
         return out
+
+    def samples(self, table: str, start: float, end: float, variants=None) -> list[tuple]:
+        """[(t, variant, sample)] of any table with start <= t < end."""
+        if table == "raw":
+            return [(t, v, sample) for t, v, _, _, sample in self.raw(start, end, variants, True)]
+        return [(t, v, sample) for t, v, _, sample in self.rollups(start, end, variants, True,
+                                                                  table)]
 
     def figure_texts(self, table: str, start: float, end: float, variants) -> list[tuple]:
         """[(t, variant, figures as JSON text without the brackets)] with start <= t < end,
@@ -316,8 +341,7 @@ class Storage:
                for t, variant, fig in self._select(table, "t, variant, fig", start, end,
                                                    variants)]
         with self._lock:
-            source = self._mem.raw if table == "raw" else self._mem.rollup
-            memory = source.between(start, end, variants)
+            memory = self._mem.table(table).between(start, end, variants)
         if memory:
             fig = 3 if table == "raw" else 2
             out = _union(out, [(row[0], row[1], ",".join(_text(v) for v in row[fig]))

@@ -43,27 +43,55 @@ def rows(path, table):
 def test_rollups_are_incremental_and_idempotent(tmp_path):
     path = str(tmp_path / "d.db")
     storage = Storage(path, DAY, 7 * DAY).open(T0)
-    for k in range(37):   # three minutes and one tick at 5 s
+    ticks = 12 * 21 + 1          # 21 minutes and one tick at 5 s
+    for k in range(ticks):
         write(storage, T0 + 5 * k, per_s=k, interval=5)
     storage.close()
-    first = rows(path, "rollup")
-    assert [row[0] for row in first] == [T0, T0 + 60, T0 + 120]
+    minutes, blocks = rows(path, "rollup"), rows(path, "rollup10")
+    assert [row[0] for row in minutes] == [T0 + 60 * m for m in range(21)]
+    assert [row[0] for row in blocks] == [T0, T0 + 600]
     # Each minute is the merge of its 12 ticks: counters summed, gauges averaged.
-    minute = json.loads(first[1][3])
+    minute = json.loads(minutes[1][3])
     assert minute["req"] == sum(5 * k for k in range(12, 24))
     assert minute["dt"] == 60 and minute["n:in_flight"] == 12
-    assert json.loads(first[1][2])[0] == pytest.approx(minute["req"] / 60)
+    assert json.loads(minutes[1][2])[0] == pytest.approx(minute["req"] / 60)
+    # Each 10 minutes is the merge of its minutes.
+    block = json.loads(blocks[1][3])
+    assert block["req"] == sum(5 * k for k in range(120, 240))
+    assert block["dt"] == 600 and block["n:in_flight"] == 120
 
-    # Rolling the same minutes up again (a watermark from before a crash) writes the same rows.
+    # Rolling the same blocks up again (watermarks from before a crash) writes the same rows.
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE meta SET value=? WHERE key='watermark'", (T0,))
+    conn.execute("UPDATE meta SET value=? WHERE key IN ('watermark', 'watermark600')", (T0,))
     conn.commit()
     conn.close()
-    storage = Storage(path, DAY, 7 * DAY).open(T0 + 185)
-    assert storage.watermark == T0
-    write(storage, T0 + 185, per_s=1, interval=5)
+    storage = Storage(path, DAY, 7 * DAY).open(T0 + 5 * ticks)
+    assert storage.watermarks == {60: T0, 600: T0}
+    write(storage, T0 + 5 * ticks, per_s=1, interval=5)
     storage.close()
-    assert rows(path, "rollup") == first
+    assert rows(path, "rollup") == minutes
+    assert rows(path, "rollup10") == blocks
+
+
+def test_a_range_takes_the_coarsest_rows_that_fit_and_adds_up_the_same(tmp_path, clock):
+    """Any window: 10-minute blocks, minutes and ticks together give what the ticks alone do."""
+    from zai_dashboard.series import merged_samples
+    from zai_dashboard.rollups import pieces
+
+    storage = Storage(str(tmp_path / "d.db"), DAY, 7 * DAY).open(T0)
+    for k in range(12 * 45):     # 45 minutes
+        write(storage, T0 + 5 * k, per_s=k % 7, interval=5)
+    start, end = T0 + 95, T0 + 2500        # neither edge on a minute
+    parts = pieces(start, end, storage.watermarks)
+    assert [part[0] for part in parts] == ["raw", "rollup", "rollup10", "rollup", "raw"]
+    assert parts[2] == ("rollup10", T0 + 600, T0 + 2400)
+    combined = merged_samples(storage, start, end, ("production",))["production"]
+    ticks_only = {}
+    for _, _, _, _, sample in storage.raw(start, end, samples=True):
+        for key, value in sample.items():
+            ticks_only[key] = ticks_only.get(key, 0) + value
+    assert combined == pytest.approx(ticks_only)
+    assert combined["req"] == sum(5 * (k % 7) for k in range(19, 500))
 
 
 def test_seven_days_holds_seven_days_and_retention_is_enforced(tmp_path, clock):
@@ -76,6 +104,8 @@ def test_seven_days_holds_seven_days_and_retention_is_enforced(tmp_path, clock):
     storage.close()
     raw = rows(path, "raw")
     rollup = rows(path, "rollup")
+    blocks = rows(path, "rollup10")
+    assert min(r[0] for r in blocks) >= end - 7 * DAY - 600 and len(blocks) >= 2 * 1000
     # Raw ticks: the last 24 h only. Rollups: the last 7 days, from the rollup watermark on.
     assert min(r[0] for r in raw) >= end - DAY and max(r[0] for r in raw) == end
     assert min(r[0] for r in rollup) >= end - 7 * DAY
