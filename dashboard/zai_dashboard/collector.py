@@ -78,6 +78,8 @@ class Collector:
                 payload["states"][variant] = state
                 self._count(variant, state, info)
             self.storage.write_tick(t, rows)
+            # When it leaves: `published_at - t` is how long collecting and storing took.
+            payload["published_at"] = round(time.time(), 3)
             self.broker.publish(t, payload)
             if self.metrics:
                 self.metrics.ticks.inc()
