@@ -406,7 +406,7 @@ def report(result: dict) -> str:
         "Pods' /metrics sizes: "
         + ", ".join(f"{n / 1000:.0f} kB" for n in c["exposition_bytes"].values())
         + f". The 7-day database ({result['database_mb']:.1f} MB: 24 h of ticks and 7 days of "
-        f"1-minute rollups, two variants) was built through the service's Storage in "
+        f"1- and 10-minute rollups, two variants) was built through the service's Storage in "
         f"{result['build_s']:.0f} s from {result['captured_ticks']} ticks the collector stored "
         "in part 1.",
         "",
