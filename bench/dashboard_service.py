@@ -216,6 +216,24 @@ class BusyPods:
             server.server_close()
 
 
+def parsers(text: str, reps: int = 5) -> dict:
+    """CPU to read one exposition: the collector's parser beside prometheus_client's."""
+    from prometheus_client.parser import text_string_to_metric_families
+    from zai_dashboard import exposition
+
+    def cpu(read) -> float:
+        started = time.process_time()
+        for _ in range(reps):
+            read()
+        return (time.process_time() - started) / reps
+
+    ours = cpu(lambda: exposition.parse(text))
+    theirs = cpu(lambda: [s for f in text_string_to_metric_families(text) for s in f.samples])
+    return {"bytes": len(text), "dashboard_ms": round(ours * 1000, 2),
+            "prometheus_client_ms": round(theirs * 1000, 2),
+            "ratio": round(theirs / ours, 1) if ours else None}
+
+
 def fanout(workdir: Path, pods: Pods, clients: int, seconds: float) -> dict:
     from tools.dashboard_process import DashboardProcess, EventStream
 
@@ -353,7 +371,7 @@ def series_times(workdir: Path, db: Path, targets: str, reps: int) -> dict:
 
 def report(result: dict) -> str:
     c, f, s = result["collector"], result["fanout"], result["series"]
-    h = result["collector_busy_pods"]
+    h, p = result["collector_busy_pods"], result["parsing"]
 
     def ok(item):
         return "met" if item else "**missed**"
@@ -379,6 +397,9 @@ def report(result: dict) -> str:
         f"core | {h['cpu_share_of_one_core'] * 100:.2f} % ({h['cpu_s']} s CPU in "
         f"{h['window_s']} s; {h['tick_seconds_mean'] * 1000:.0f} ms per tick) | {ok(h['met'])} | "
         f"{h['loadavg_1m']} |",
+        f"| reading one busy pod's /metrics ({p['bytes'] / 1000:.0f} kB), CPU | (none) | "
+        f"{p['dashboard_ms']:.1f} ms; prometheus_client's parser {p['prometheus_client_ms']:.0f} "
+        f"ms ({p['ratio']}x) | | |",
         f"| SSE tick delivered to {f['clients']} clients (from the service sending it) | ≤ 250 ms "
         f"p99 | p99 {f['delivery_p99_s'] * 1000:.0f} ms (p50 {f['delivery_p50_s'] * 1000:.0f} ms, "
         f"max {f['delivery_max_s'] * 1000:.0f} ms; {f['deliveries']} deliveries of {f['ticks']} "
@@ -442,6 +463,8 @@ def main() -> int:
             busy = BusyPods()
             try:
                 heavy, _ = collector_cpu(workdir, busy, cpu_seconds, "collector-busy")
+                url = f"http://127.0.0.1:{busy.servers[0].server_address[1]}/metrics"
+                parsing = parsers(requests.get(url, timeout=10).text)
             finally:
                 busy.stop()
             print("SSE fan-out …", flush=True)
@@ -465,7 +488,8 @@ def main() -> int:
                       if line.startswith("model name")), platform.processor())
     result = {"meta": {"started": started, "quick": args.quick, "cpus": os.cpu_count(),
                        "cpu_model": cpu_model, "commit": commit},
-              "collector": collector, "collector_busy_pods": heavy, "fanout": fan,
+              "collector": collector, "collector_busy_pods": heavy, "parsing": parsing,
+              "fanout": fan,
               "series": series,
               "captured_ticks": len(ticks), "build_s": round(build_s, 1),
               "database_mb": round(size_mb, 1)}
