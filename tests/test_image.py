@@ -203,6 +203,7 @@ def test_image_config_runs_the_cmd_as_the_non_root_user(image):
     assert image.env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert image.env["PYTHONUNBUFFERED"] == "1"
     assert image.env["TIKTOKEN_CACHE_DIR"] == "/opt/tiktoken"
+    assert image.env["DASHBOARD_BIND_HOST"] == "0.0.0.0"   # the dashboard command, in a pod
     from zai_proxy.config import VERSION
     assert image.env["ZAI_PROXY_VERSION"] == image.labels["org.opencontainers.image.version"] \
         == VERSION

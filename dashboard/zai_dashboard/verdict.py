@@ -80,7 +80,8 @@ def judge(samples: dict[str, dict], states: dict[str, str], thresholds: Threshol
         verdict = "rollback"
     else:
         verdict = "promote"
-    return {"verdict": verdict, "evaluated_at": now, "window_s": window_s, "reasons": reasons,
+    window = int(window_s) if window_s == int(window_s) else window_s
+    return {"verdict": verdict, "evaluated_at": now, "window_s": window, "reasons": reasons,
             "figures": figures}
 
 
