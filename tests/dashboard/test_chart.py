@@ -21,22 +21,19 @@ TUNED_CANARY = Release("tuned-canary", "zai-proxy-canary", "devpod",
 
 
 @functools.cache
-def _render(release: Release, show_only: tuple[str, ...] = ()) -> list[dict]:
-    return rendering.render(release, show_only)
-
-
-def render(release: Release, show_only: tuple[str, ...] = ()) -> list[dict]:
-    return _render(release, show_only)
+def render(release: Release) -> list[dict]:
+    """Every object of one `helm template` (once per release in this module)."""
+    return rendering.render(release)
 
 
 def rule_spec(release: Release) -> dict:
-    return rendering.one(render(release, ("templates/prometheusrule.yaml",)),
-                         "PrometheusRule")["spec"]
+    return rendering.one(render(release), "PrometheusRule")["spec"]
 
 
 def dashboard_env(release: Release) -> dict[str, str]:
-    objects = render(release, ("templates/dashboard-deployment.yaml",))
-    container = objects[0]["spec"]["template"]["spec"]["containers"][0]
+    deployment, = [o for o in render(release) if o["kind"] == "Deployment"
+                   and o["metadata"]["labels"].get("app.kubernetes.io/component") == "dashboard"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
     return {item["name"]: item["value"] for item in container["env"]}
 
 
@@ -74,8 +71,8 @@ def test_the_rendered_settings_load_and_name_both_releases_headless_services():
     assert loaded.variants == ("production", "canary")
     names = {}
     for release in (PRODUCTION, CANARY):
-        objects = render(release, ("templates/service-headless.yaml",))
-        service = objects[0]
+        service, = [o for o in render(release) if o["kind"] == "Service"
+                    and o["metadata"]["name"].endswith("-headless")]
         names[release.name] = (service["metadata"]["name"], service["metadata"]["namespace"],
                                service["spec"]["ports"][0]["port"])
         assert service["spec"]["clusterIP"] == "None"
