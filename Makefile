@@ -16,7 +16,7 @@ export HELM_CACHE_HOME  := $(CURDIR)/.tools/helm/cache
 export HELM_DATA_HOME   := $(CURDIR)/.tools/helm/data
 export HELM_PLUGINS     := $(CURDIR)/.tools/helm/plugins
 
-.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image lint settings-docs chart-docs run demo bench reliability image clean
+.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image lint settings-docs chart-docs run dashboard demo bench reliability image clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -61,6 +61,17 @@ chart-docs: tools ## regenerate chart/zai-proxy/README.md from values.yaml and R
 run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY; listens on 127.0.0.1:8080)
 	cd image && ../$(PY) -m zai_proxy.launch
 
+DASHBOARD_UI := dashboard/ui
+
+dashboard: venv ## run the dashboard service on :8090 against DASHBOARD_TARGETS (builds the UI if it is missing)
+	@test -n "$$DASHBOARD_TARGETS$$DASHBOARD_PROMETHEUS_URL" || { echo "set DASHBOARD_TARGETS first, e.g. DASHBOARD_TARGETS='production=http://127.0.0.1:8080/metrics;canary=http://127.0.0.1:8081/metrics' (dashboard/README.md)" >&2; exit 2; }
+	@if [ -f $(DASHBOARD_UI)/package.json ] && [ ! -f $(DASHBOARD_UI)/dist/index.html ]; then \
+		command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 and npm (Debian: apt-get install nodejs npm)" >&2; exit 2; }; \
+		echo "building the dashboard UI: npm ci && npm run build in $(DASHBOARD_UI)"; \
+		(cd $(DASHBOARD_UI) && npm ci && npm run build) || exit 1; \
+	fi
+	DASHBOARD_DB_PATH=$${DASHBOARD_DB_PATH:-$(CURDIR)/out/dashboard/dashboard.db} $(PY) -m gunicorn -c dashboard/gunicorn.conf.py 'zai_dashboard.app:create_app()'
+
 demo: venv tools tiktoken-cache ## fake Z.AI + both variants + real Prometheus, no cluster/key: panels and alerts to out/demo/ (DEMO_CANARY_FAULT=errors|latency)
 	$(PY) -m tools.demo
 
@@ -73,9 +84,10 @@ $(BENCH_VENV)/.installed: bench/requirements-litellm.txt
 	$(BENCH_VENV)/bin/pip install -q -r bench/requirements-litellm.txt
 	touch $@
 
-bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, LiteLLM, nginx: bench/results/ (~11 min on 2 cores; BENCH_ARGS=--quick)
+bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, LiteLLM, nginx, then the dashboard service's budgets: bench/results/ (~16 min on 2 cores; BENCH_ARGS=--quick)
 	@command -v nginx >/dev/null && command -v wrk >/dev/null || bash scripts/install-tools.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.dashboard_service $(filter --quick,$(BENCH_ARGS))
 
 # The long fuzz profile and 10,000 random paths and models belong to the full run only (make test
 # runs short ones); RELIABILITY_ARGS=--fast skips them.

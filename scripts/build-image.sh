@@ -12,8 +12,9 @@
 #   ZAI_PROXY_BUILD_TIME  default: now, UTC, ISO 8601
 #
 # The image is tagged localhost/zai-proxy:<version> and localhost/zai-proxy:inputs-<hash>, where
-# the hash covers everything that decides the image's content (the files of image/, the base
-# image's id and the version); the last line of stdout is the inputs tag.
+# the hash covers everything that decides the image's content (the files of image/, the staged
+# dashboard service and UI, the base image's id and the version); the last line of stdout is the
+# inputs tag. The dashboard UI is built first when it is missing or stale (stage-dashboard.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -49,11 +50,17 @@ version="${ZAI_PROXY_VERSION:-$(sed -n 's/^VERSION = "\(.*\)"$/\1/p' "$CONTEXT/z
 commit="${ZAI_PROXY_COMMIT:-}"
 if [[ -z "$commit" ]]; then
     commit="$(git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo unknown)"
-    if [[ "$commit" != unknown && -n "$(git -C "$ROOT" status --porcelain -- image 2>/dev/null)" ]]; then
+    if [[ "$commit" != unknown && -n "$(git -C "$ROOT" status --porcelain -- image dashboard 2>/dev/null)" ]]; then
         commit="$commit-dirty"
     fi
 fi
 build_time="${ZAI_PROXY_BUILD_TIME:-$(date -u +%Y-%m-%dT%H:%M:%SZ)}"
+
+# The dashboard service's files and its built UI (built here when missing or stale): the
+# Dockerfile's second build context.
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+bash "$ROOT/scripts/stage-dashboard.sh" "$stage/dashboard"
 
 # What decides the image's content; the commit and build time only label it, so a reused image
 # keeps the labels of the build that made it.
@@ -61,6 +68,8 @@ inputs="$(
     cd "$CONTEXT"
     find . -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | LC_ALL=C sort -z \
         | xargs -0 sha256sum
+    cd "$stage"
+    find dashboard -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
     echo "base $base_id"
     echo "version $version"
 )"
@@ -95,6 +104,7 @@ buildah bud --isolation chroot --layers --pull=false \
     --build-arg "ZAI_PROXY_VERSION=$version" \
     --build-arg "ZAI_PROXY_COMMIT=$commit" \
     --build-arg "ZAI_PROXY_BUILD_TIME=$build_time" \
+    --build-context "dashboard=$stage/dashboard" \
     "${volumes[@]}" "${tag_args[@]}" \
     "$CONTEXT" >"$build_log" 2>&1 || {
     tail -40 "$build_log" >&2

@@ -77,17 +77,20 @@ class Image:
 
 
 class Served:
-    """The image's CMD running in a container, reached over the shared network."""
+    """The image's CMD (or another command of it) running in a container, reached over the
+    shared network."""
 
-    def __init__(self, image: Image, log_dir: Path, **env: str):
+    def __init__(self, image: Image, log_dir: Path, argv: list[str] | None = None,
+                 port_var: str = "PORT", **env: str):
         self.container = Container(image.ref)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.stderr_path = log_dir / f"image-{self.port}.stderr"
         self.stdout_path = log_dir / f"image-{self.port}.stdout"
-        env = {"ZAI_API_KEY": "dummy", "PORT": str(self.port), **env}
+        self.argv = argv or image.config["Cmd"]
+        env = {"ZAI_API_KEY": "dummy", port_var: str(self.port), **env}
         self.proc = subprocess.Popen(
-            self.container.command(image.config["Cmd"], env=env, tmpfs_tmp=True),
+            self.container.command(self.argv, env=env, tmpfs_tmp=True),
             stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"))
         self.seen: dict[int, psutil.Process] = {}
 
@@ -117,7 +120,7 @@ class Served:
         for proc in psutil.Process(self.proc.pid).children(recursive=True):
             self.seen[proc.pid] = proc
             try:
-                if "python" in os.path.basename(proc.cmdline()[0]) and "app:create_app()" in proc.cmdline():
+                if "python" in os.path.basename(proc.cmdline()[0]) and self.argv[-1] in proc.cmdline():
                     found.append(proc)
             except (psutil.NoSuchProcess, IndexError):
                 pass
@@ -204,6 +207,7 @@ def test_image_config_runs_the_cmd_as_the_non_root_user(image):
     # one fixed metrics folder in /tmp, wiped at each start, leaves nothing behind on restarts.
     assert image.env["BIND_HOST"] == "0.0.0.0"
     assert image.env["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/zai-proxy-metrics"
+    assert image.env["DASHBOARD_BIND_HOST"] == "0.0.0.0"   # the dashboard command, in a pod
     from zai_proxy.config import VERSION
     assert image.env["ZAI_PROXY_VERSION"] == image.labels["org.opencontainers.image.version"] \
         == VERSION
@@ -314,6 +318,72 @@ def test_cmd_refuses_to_start_without_a_key(image):
         container.remove()
     assert result.returncode == 2
     assert "ZAI_API_KEY (or ZAI_API_KEY_FILE) must be set" in result.stderr
+
+
+# -- the dashboard service: the same image, a second command -----------------------------------
+DASHBOARD_CMD = ["gunicorn", "-c", "/app/dashboard/gunicorn.conf.py",
+                 "zai_dashboard.app:create_app()"]
+
+
+@pytest.fixture(scope="module")
+def dashboard(image, canary, tmp_path_factory):
+    """The dashboard command, scraping the canary container's proxy (as both variants)."""
+    targets = f"production={canary.url}/metrics;canary={canary.url}/metrics"
+    served = Served(image, tmp_path_factory.mktemp("dashboard"), argv=DASHBOARD_CMD,
+                    port_var="DASHBOARD_PORT", DASHBOARD_TARGETS=targets,
+                    DASHBOARD_SCRAPE_INTERVAL="1s", DASHBOARD_BIND_HOST="127.0.0.1",
+                    DASHBOARD_DB_PATH="/tmp/dashboard/dashboard.db", **OFFLINE_ENV)
+    try:
+        served.wait_ready()
+        yield served
+    finally:
+        served.stop()
+
+
+def test_the_dashboard_command_serves_its_api_page_and_stream(dashboard, image):
+    config = requests.get(dashboard.url + "/api/config", timeout=5).json()
+    assert config["version"] == image.env["ZAI_PROXY_VERSION"]
+    assert config["variants"] == ["production", "canary"]
+    status = requests.get(dashboard.url + "/api/status", timeout=5).json()
+    assert status["storage"] == {"state": "ok", "path_ok": True, "reset": None}
+    assert {v: s["state"] for v, s in status["variants"].items()} == {
+        "production": "up", "canary": "up"}
+    assert status["variants"]["canary"]["build"]["commit"] == image.env["ZAI_PROXY_COMMIT"]
+    metrics = requests.get(dashboard.url + "/metrics", timeout=5).text
+    assert (f'zai_dashboard_build_info{{commit="{image.env["ZAI_PROXY_COMMIT"]}",'
+            f'version="{image.env["ZAI_PROXY_VERSION"]}"}} 1.0') in metrics
+    page = requests.get(dashboard.url + "/", timeout=5)
+    assert page.status_code == 200
+    if (ROOT / "dashboard/ui/package.json").exists():
+        # build-image.sh builds the UI first: the image serves it, no external URL in it.
+        assert '<div id="root">' in page.text or "id=root" in page.text
+        assert "http://" not in page.text and "https://" not in page.text
+    else:
+        assert "The dashboard UI is not built" in page.text
+    with requests.get(dashboard.url + "/api/events", stream=True, timeout=5) as stream:
+        lines = (line for line in stream.iter_lines(decode_unicode=True) if line)
+        assert [next(lines), next(lines)] == ["retry: 3000", "event: hello"]
+
+
+def test_the_dashboard_runs_one_process_as_uid_10001_without_errors(dashboard):
+    master, workers = dashboard.gunicorn()
+    assert len(workers) == 1      # one collector, one SQLite writer
+    assert master.cmdline() == ["/opt/venv/bin/python3", "/opt/venv/bin/gunicorn",
+                                *DASHBOARD_CMD[1:]]
+    for proc in (master, *workers):
+        fields = dict(line.split(":", 1)
+                      for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines())
+        assert fields["Uid"].split() == [str(USER_ID)] * 4
+    lines = dashboard.stdout().splitlines() + dashboard.stderr().splitlines()
+    assert any('"Booting worker' in line for line in lines)
+    assert [line for line in lines if '"level": "error"' in line or "Traceback" in line] == []
+
+
+def test_the_dashboard_stops_cleanly_on_sigterm(dashboard):
+    master, workers = dashboard.gunicorn()
+    master.send_signal(signal.SIGTERM)
+    assert dashboard.proc.wait(30) == 0
+    assert not any(proc.is_running() for proc in (master, *workers))
 
 
 def test_sigterm_to_the_cmd_stops_it_cleanly(canary):
