@@ -16,7 +16,7 @@ export HELM_CACHE_HOME  := $(CURDIR)/.tools/helm/cache
 export HELM_DATA_HOME   := $(CURDIR)/.tools/helm/data
 export HELM_PLUGINS     := $(CURDIR)/.tools/helm/plugins
 
-.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image lint chart-docs run demo bench reliability image clean
+.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image test-ui ui lint chart-docs run demo bench reliability image clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ tiktoken-cache: $(VENV)/.installed ## extract tiktoken's BPE files from the lite
 tools: ## build helm, helm-unittest, kubeconform, actionlint... into .tools/bin; apt for promtool/redis
 	bash scripts/install-tools.sh
 
-test: venv tiktoken-cache tools lint test-chart test-image ## every check (what CI runs)
+test: venv tiktoken-cache tools lint test-chart test-image test-ui ## every check (what CI runs)
 	$(PY) -m pytest -q tests --ignore=tests/test_image.py
 
 lint: venv ## ruff over all Python code (settings in pyproject.toml)
@@ -46,6 +46,24 @@ test-chart: venv tools ## chart checks: helm lint, helm-unittest, kubeconform, k
 
 test-image: venv tools ## build image/Dockerfile with buildah (offline Debian base) and run its CMD (needs root)
 	$(PY) -m pytest -q tests/test_image.py
+
+# The dashboard's browser UI (React + Vite): Node packages only from the committed lockfile.
+UI := dashboard/ui
+UI_SOURCES := $(shell find $(UI)/src -type f 2>/dev/null) $(UI)/index.html $(UI)/vite.config.ts $(UI)/tsconfig.json
+
+$(UI)/node_modules/.installed: $(UI)/package.json $(UI)/package-lock.json
+	@command -v npm >/dev/null || { echo "the dashboard UI needs Node.js >= 20.19 and npm" >&2; exit 1; }
+	cd $(UI) && npm ci --no-audit --no-fund
+	touch $@
+
+$(UI)/dist/index.html: $(UI)/node_modules/.installed $(UI_SOURCES)
+	cd $(UI) && npm run build
+
+ui: $(UI)/dist/index.html ## build the dashboard UI into dashboard/ui/dist/ (npm ci from the lockfile when needed)
+
+test-ui: $(UI)/node_modules/.installed ## dashboard UI: Vitest unit tests, then the production build
+	cd $(UI) && npx vitest run
+	cd $(UI) && npm run build
 
 image: tools ## build the image into buildah's local storage (BASE_IMAGE=... picks another base)
 	bash scripts/build-image.sh

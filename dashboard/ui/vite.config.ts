@@ -17,7 +17,7 @@ export default defineConfig({
     proxy: { "/api": "http://127.0.0.1:8090" },
   },
   test: {
-    environment: "jsdom",
+    environment: "node",
     include: ["src/**/*.test.ts", "src/**/*.test.tsx"],
   },
 });

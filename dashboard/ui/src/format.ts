@@ -20,8 +20,9 @@ function sig(value: number): string {
   return value.toPrecision(2);
 }
 
+/** A rate with its unit; no data still names the unit ("– req/s"). */
 export function formatRate(value: Num | undefined, unit: string): string {
-  if (value === null || value === undefined) return NO_DATA;
+  if (value === null || value === undefined) return `${NO_DATA} ${unit}`;
   return `${sig(value)} ${unit}`;
 }
 
