@@ -21,7 +21,7 @@ export function App() {
   const [configError, setConfigError] = useState<string | null>(null);
   const [view, setView] = useViewState(config?.ranges);
   const theme: Theme = view.theme ?? systemTheme();
-  const dashboard = useDashboard(config, view.range);
+  const dashboard = useDashboard(config, view.range, view.step);
   const now = useNow(1000);
 
   useEffect(() => {
@@ -69,6 +69,7 @@ export function App() {
         <h1>zai-proxy: {config.variants.join(" vs ")}</h1>
         <span className="meta">
           dashboard v{config.version} · scrape every {config.scrape_interval_s} s · source {config.source}
+          {series ? ` · ${view.range} at ${series.stepS} s steps (${series.resolution})` : ""}
         </span>
       </header>
       <VerdictBanner verdict={dashboard.verdict} error={dashboard.verdictError} tz={view.tz} />
@@ -89,7 +90,7 @@ export function App() {
         tz={view.tz}
         theme={theme}
         loading={dashboard.loading}
-        onRange={(range) => setView({ range })}
+        onRange={(range) => setView({ range, step: null })}
         onTz={(tz) => setView({ tz })}
         onTheme={(t) => setView({ theme: t })}
       />

@@ -1,4 +1,4 @@
-// The view's state lives in the URL query (`?range=6h&tz=utc&theme=dark`), so a link shows the
+// The view's state lives in the URL query (`?range=6h&tz=utc&theme=dark&step=5`), so a link shows the
 // same view to whoever opens it. Defaults are left out of the URL; unknown values fall back.
 import type { TimeZoneMode } from "./format";
 
@@ -11,6 +11,8 @@ export interface ViewState {
   range: string;
   tz: TimeZoneMode;
   theme: Theme | null; // null: follow the system's preference
+  /** A step in seconds asked of /api/series (e.g. 5 for full resolution over 24h); null: the service's default. */
+  step: number | null;
 }
 
 const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
@@ -26,10 +28,12 @@ export function parseViewState(search: string, allowedRanges: readonly string[] 
   const range = query.get("range");
   const tz = query.get("tz");
   const theme = query.get("theme");
+  const step = query.get("step");
   return {
     range: range !== null && allowedRanges.includes(range) ? range : DEFAULT_RANGE,
     tz: tz === "utc" ? "utc" : "local",
     theme: theme === "dark" || theme === "light" ? theme : null,
+    step: step !== null && /^[1-9]\d{0,5}$/.test(step) ? Number(step) : null,
   };
 }
 
@@ -43,6 +47,7 @@ export function viewStateSearch(state: ViewState, search = ""): string {
   set("range", state.range, DEFAULT_RANGE);
   set("tz", state.tz, "local");
   set("theme", state.theme, null);
+  set("step", state.step === null ? null : String(state.step), null);
   const text = query.toString();
   return text ? `?${text}` : "";
 }

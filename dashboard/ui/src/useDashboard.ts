@@ -68,7 +68,7 @@ function usePoll(fn: (signal: AbortSignal) => Promise<void>, periodMs: number, d
   }, deps); // eslint-disable-line react-hooks/exhaustive-deps
 }
 
-export function useDashboard(config: DashboardConfig | null, range: string): DashboardData {
+export function useDashboard(config: DashboardConfig | null, range: string, step: number | null = null): DashboardData {
   const [version, setVersion] = useState(0);
   const [seriesError, setSeriesError] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
@@ -136,7 +136,7 @@ export function useDashboard(config: DashboardConfig | null, range: string): Das
       pending.current = pending.current ?? [];
       setLoading(true);
       try {
-        const response = await api.series(range, controller.signal);
+        const response = await api.series(range, step, controller.signal);
         const data = fromResponse(response, config.variants);
         series.current = data;
         const held = pending.current ?? [];
@@ -172,7 +172,7 @@ export function useDashboard(config: DashboardConfig | null, range: string): Das
       controller.abort();
       clearTimeout(timer);
     };
-  }, [config, range, reloads, applyTick, onEvent]);
+  }, [config, range, step, reloads, applyTick, onEvent]);
 
   useEffect(
     () => () => {

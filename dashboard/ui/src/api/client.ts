@@ -37,8 +37,11 @@ export const api = {
   config: (signal?: AbortSignal) => getJson<DashboardConfig>("/api/config", signal),
   status: (signal?: AbortSignal) => getJson<DashboardStatus>("/api/status", signal),
   verdict: (signal?: AbortSignal) => getJson<VerdictResponse>("/api/verdict", signal),
-  series: (range: string, signal?: AbortSignal) =>
-    getJson<SeriesResponse>(`/api/series?range=${encodeURIComponent(range)}&variant=all`, signal),
+  series: (range: string, step: number | null, signal?: AbortSignal) =>
+    getJson<SeriesResponse>(
+      `/api/series?range=${encodeURIComponent(range)}&variant=all${step === null ? "" : `&step=${step}`}`,
+      signal,
+    ),
   breakdown: (by: BreakdownBy, range: string, signal?: AbortSignal) =>
     getJson<BreakdownResponse>(`/api/breakdown?by=${by}&range=${encodeURIComponent(range)}`, signal),
 };
