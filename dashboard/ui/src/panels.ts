@@ -80,13 +80,6 @@ export const CHARTS: ChartSpec[] = [
       "they are included in input and output and drawn separately so they can be told apart.",
   },
   {
-    id: "cost",
-    title: "Estimated cost",
-    unit: "usd/h",
-    axis: "USD / hour",
-    series: [{ key: "cost_usd_per_h", label: "cost", color: "orange" }],
-  },
-  {
     id: "concurrency",
     title: "Concurrency against max workers",
     unit: "requests",
@@ -95,6 +88,13 @@ export const CHARTS: ChartSpec[] = [
       { key: "in_flight", label: "in flight", color: "blue" },
       { key: "max_workers", label: "max workers", color: "gray" },
     ],
+  },
+  {
+    id: "cost",
+    title: "Estimated cost",
+    unit: "usd/h",
+    axis: "USD / hour",
+    series: [{ key: "cost_usd_per_h", label: "cost", color: "orange" }],
   },
   {
     id: "rate_limiter",

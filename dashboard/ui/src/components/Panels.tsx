@@ -96,7 +96,7 @@ function Panel({ spec, props }: { spec: ChartSpec; props: PanelsProps }) {
   const { series, version, variants, theme, tz } = props;
   const keys = useMemo(() => spec.series.map((s) => s.key), [spec]);
   const data = useMemo(() => panelData(series, variants, keys), [series, version, variants, keys]); // eslint-disable-line react-hooks/exhaustive-deps
-  const wide = spec.id === "cost" || spec.id === "errors";
+  const wide = spec.id === "cost";
   return (
     <article className={`panel ${wide ? "panel-wide" : ""}`} data-panel={spec.id}>
       <header>
