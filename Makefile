@@ -16,7 +16,7 @@ export HELM_CACHE_HOME  := $(CURDIR)/.tools/helm/cache
 export HELM_DATA_HOME   := $(CURDIR)/.tools/helm/data
 export HELM_PLUGINS     := $(CURDIR)/.tools/helm/plugins
 
-.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image test-ui ui lint chart-docs run demo bench reliability image clean
+.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image test-ui ui lint chart-docs run dashboard demo bench reliability image clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -74,6 +74,17 @@ chart-docs: tools ## regenerate chart/zai-proxy/README.md from values.yaml and R
 run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY)
 	@test -n "$$ZAI_API_KEY$$ZAI_API_KEY_FILE" || { echo "set ZAI_API_KEY (or ZAI_API_KEY_FILE) first" >&2; exit 2; }
 	cd image && PROMETHEUS_MULTIPROC_DIR=$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/.cache/metrics} ../$(PY) -m gunicorn -c gunicorn.conf.py 'app:create_app()'
+
+DASHBOARD_UI := dashboard/ui
+
+dashboard: venv ## run the dashboard service on :8090 against DASHBOARD_TARGETS (builds the UI if it is missing)
+	@test -n "$$DASHBOARD_TARGETS$$DASHBOARD_PROMETHEUS_URL" || { echo "set DASHBOARD_TARGETS first, e.g. DASHBOARD_TARGETS='production=http://127.0.0.1:8080/metrics;canary=http://127.0.0.1:8081/metrics' (dashboard/README.md)" >&2; exit 2; }
+	@if [ -f $(DASHBOARD_UI)/package.json ] && [ ! -f $(DASHBOARD_UI)/dist/index.html ]; then \
+		command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 and npm (Debian: apt-get install nodejs npm)" >&2; exit 2; }; \
+		echo "building the dashboard UI: npm ci && npm run build in $(DASHBOARD_UI)"; \
+		(cd $(DASHBOARD_UI) && npm ci && npm run build) || exit 1; \
+	fi
+	DASHBOARD_DB_PATH=$${DASHBOARD_DB_PATH:-$(CURDIR)/out/dashboard/dashboard.db} $(PY) -m gunicorn -c dashboard/gunicorn.conf.py 'zai_dashboard.app:create_app()'
 
 demo: venv tools tiktoken-cache ## fake Z.AI + both variants + real Prometheus, no cluster/key: panels and alerts to out/demo/ (DEMO_CANARY_FAULT=errors|latency)
 	$(PY) -m tools.demo
