@@ -98,9 +98,10 @@ $(BENCH_VENV)/.installed: bench/requirements-litellm.txt
 	$(BENCH_VENV)/bin/pip install -q -r bench/requirements-litellm.txt
 	touch $@
 
-bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, LiteLLM, nginx: bench/results/ (~11 min on 2 cores; BENCH_ARGS=--quick)
-	@command -v nginx >/dev/null && command -v wrk >/dev/null || bash scripts/install-tools.sh
+bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, LiteLLM, nginx, then the dashboard UI budgets: bench/results/ (~12 min on 2 cores; BENCH_ARGS=--quick)
+	@command -v nginx >/dev/null && command -v wrk >/dev/null && command -v chromium >/dev/null || bash scripts/install-tools.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
+	$(PY) -m bench.dashboard_ui
 
 reliability: venv tiktoken-cache tools ## fault and load suite: fault → expected → observed table, out/reliability/ (~25 min; RELIABILITY_ARGS=--fast: ~2 min)
 	$(PY) -m tools.reliability $(RELIABILITY_ARGS)

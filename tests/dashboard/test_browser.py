@@ -20,7 +20,6 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-pytest.importorskip("playwright", reason="playwright is pinned in requirements-dev.txt")
 
 from tools import browser  # noqa: E402
 from tools.demo.dashboard import DashboardService, build_ui  # noqa: E402

@@ -143,7 +143,9 @@ export function useDashboard(config: DashboardConfig | null, range: string, step
         pending.current = null;
         for (const tick of held) applyTick(tick);
         setSeriesError(null);
-        chartHandle().loads += 1;
+        const handle = chartHandle();
+        handle.loads += 1;
+        handle.loadedAt.push(performance.now());
         setVersion((v) => v + 1);
         if (!stream.current) {
           const lastId = lastCollectedTime(data);

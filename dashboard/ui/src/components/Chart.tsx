@@ -7,7 +7,7 @@ import type { ChartSpec } from "../panels";
 import { colorOf, dashOf } from "../panels";
 import { formatAxis, formatUnit, type TimeZoneMode } from "../format";
 import type { Theme } from "../urlState";
-import { registerChart } from "../chartRegistry";
+import { drawRecorder, registerChart } from "../chartRegistry";
 
 export interface ChartProps {
   spec: ChartSpec;
@@ -79,7 +79,9 @@ export function Chart({ spec, variants, data, version, theme, tz, window: xWindo
     const element = host.current;
     if (!element) return;
     const width = Math.max(320, element.clientWidth || 600);
-    const u = new uPlot(chartOptions(spec, variants, theme, tz, width), latest.current.data as uPlot.AlignedData, element);
+    const options = chartOptions(spec, variants, theme, tz, width);
+    options.hooks = { draw: [drawRecorder(spec.id)] };
+    const u = new uPlot(options, latest.current.data as uPlot.AlignedData, element);
     u.setScale("x", { min: latest.current.xWindow[0], max: latest.current.xWindow[1] });
     plot.current = u;
     const unregister = registerChart(spec.id, u);
