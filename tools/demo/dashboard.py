@@ -104,11 +104,13 @@ def _ready_for_screenshot(page, variants: list[str], min_points: int) -> bool:
         return False
     if page.locator("[data-testid=verdict][data-verdict]").count() == 0:
         return False
+    if page.get_attribute("[data-testid=freshness]", "data-stale") != "false":
+        return False
     drawn = {s["label"].split(" ")[0]: s["points"] for s in report["charts"]["requests"]["series"]}
     return all(drawn.get(v, 0) >= min_points for v in variants)
 
 
-def screenshots(url: str, out_dir: Path, variants: list[str], range_: str = "15m",
+def screenshots(url: str, out_dir: Path, variants: list[str], range_: str = "5m",
                 min_points: int = 5, timeout: float = 60.0) -> list[Path]:
     """The page in both themes once every variant has `min_points` buckets drawn:
     `dashboard.png` (the first screen: verdict, status bar, first charts) and

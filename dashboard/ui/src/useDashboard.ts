@@ -143,6 +143,12 @@ export function useDashboard(config: DashboardConfig | null, range: string, step
         pending.current = null;
         for (const tick of held) applyTick(tick);
         setSeriesError(null);
+        // Data collected within the last few intervals is as fresh as a tick just received.
+        const lastCollected = lastCollectedTime(data);
+        if (lastCollected !== null && response.to - lastCollected <= 3 * config.scrape_interval_s) {
+          const loadedAt = Date.now();
+          setLastTickMs((previous) => previous ?? loadedAt);
+        }
         const handle = chartHandle();
         handle.loads += 1;
         handle.loadedAt.push(performance.now());

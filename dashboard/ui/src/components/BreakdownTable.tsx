@@ -44,6 +44,9 @@ export function PivotTable({ title, unit, response, variants }: { title: string;
 
 export function ModelTable({ response, variants }: { response: BreakdownResponse | undefined; variants: string[] }) {
   const rows = response ? modelRows(response.rows, variants) : [];
+  // The proxy counts requests per model only where its metrics carry a model label.
+  const showRequests = rows.some((row) => row.requests !== null && row.requests !== undefined);
+  const columns = showRequests ? 7 : 6;
   return (
     <table className="breakdown" data-breakdown="model">
       <caption>
@@ -53,7 +56,7 @@ export function ModelTable({ response, variants }: { response: BreakdownResponse
         <tr>
           <th scope="col">variant</th>
           <th scope="col">model</th>
-          <th scope="col">requests</th>
+          {showRequests ? <th scope="col">requests</th> : null}
           <th scope="col">input tokens</th>
           <th scope="col">output tokens</th>
           <th scope="col">≈ estimated tokens</th>
@@ -63,7 +66,7 @@ export function ModelTable({ response, variants }: { response: BreakdownResponse
       <tbody>
         {rows.length === 0 ? (
           <tr>
-            <td colSpan={7} className="empty">
+            <td colSpan={columns} className="empty">
               {response ? "no requests in this range" : "loading…"}
             </td>
           </tr>
@@ -72,7 +75,7 @@ export function ModelTable({ response, variants }: { response: BreakdownResponse
             <tr key={`${row.variant}/${row.key}`}>
               <td>{row.variant}</td>
               <th scope="row">{row.key}</th>
-              <td>{formatCount(row.requests ?? null)}</td>
+              {showRequests ? <td>{formatCount(row.requests ?? null)}</td> : null}
               <td>{formatCount(row.input_tokens ?? null)}</td>
               <td>{formatCount(row.output_tokens ?? null)}</td>
               <td>{row.estimated_tokens ? `≈ ${formatCount(row.estimated_tokens)}` : formatCount(row.estimated_tokens ?? null)}</td>

@@ -70,9 +70,9 @@ function Extra({ spec, props }: { spec: ChartSpec; props: PanelsProps }) {
             <div key={v}>
               <dt>{v}</dt>
               <dd>
-                {quota
+                {quota && (quota.five_hour_used_ratio !== null || quota.weekly_used_ratio !== null)
                   ? `5 h: ${formatPercent(quota.five_hour_used_ratio)} (${until(quota.five_hour_reset)}) · weekly: ${formatPercent(quota.weekly_used_ratio)} (${until(quota.weekly_reset)})`
-                  : "quota polling off"}
+                  : "no quota figures (the proxy's quota polling is off)"}
               </dd>
             </div>
           );
