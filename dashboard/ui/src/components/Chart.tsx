@@ -53,7 +53,8 @@ export function chartOptions(spec: ChartSpec, variants: string[], theme: Theme, 
       y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] },
     },
     axes: [
-      { stroke: colors.text, grid: { stroke: colors.grid, width: 1 }, ticks: { stroke: colors.grid } },
+      // Time ticks at least 80 px apart, so a label that carries the date never overlaps the next.
+      { stroke: colors.text, space: 80, grid: { stroke: colors.grid, width: 1 }, ticks: { stroke: colors.grid } },
       {
         stroke: colors.text,
         grid: { stroke: colors.grid, width: 1 },
