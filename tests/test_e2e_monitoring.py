@@ -165,6 +165,33 @@ class TestHealthyCanary:
             assert DEMO_ZAI_KEY not in log.read_text(errors="replace"), log
 
 
+    def test_the_dashboard_service_reads_both_variants_from_this_prometheus(self, healthy):
+        """The dashboard's optional Prometheus source (DASHBOARD_PROMETHEUS_URL) on the series
+        the rendered ServiceMonitors produce: each variant by `deployment_variant`, each pod by
+        `instance` (production runs two)."""
+        from zai_dashboard import config
+        from zai_dashboard.service import Service
+
+        stack, _, _ = healthy
+        service = Service(config.load({"DASHBOARD_PROMETHEUS_URL": stack.prometheus.url,
+                                       "DASHBOARD_SCRAPE_INTERVAL": "1s",
+                                       "DASHBOARD_DB_PATH": ":memory:"}))
+        try:
+            first = int(time.time())
+            service.collector.tick(first)
+            time.sleep(3)          # a few of Prometheus's 1 s scrapes
+            payload = service.collector.tick(int(time.time()))
+        finally:
+            service.close()
+        production, canary = payload["variants"]["production"], payload["variants"]["canary"]
+        assert payload["states"] == {"production": "up", "canary": "up"}
+        assert production["pods_up"] == len(stack.pods["production"]) == 2
+        assert canary["pods_up"] == 1
+        assert 2.0 <= production["requests_per_s"] <= 6.0, production
+        assert 1.5 <= canary["requests_per_s"] <= 4.5, canary
+        assert canary["output_tokens_per_s"] > 0 and production["output_tokens_per_s"] is None
+        assert production["max_workers"] == 2 * 20 and canary["max_workers"] == 10
+
     def test_scrapes_keep_succeeding_while_max_workers_streams_are_in_flight(self, healthy):
         stack, traffic, _ = healthy
         prom = stack.prometheus

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import socket
 import time
 
 from flask import Blueprint, Response, current_app, request
@@ -21,6 +22,7 @@ from .verdict import MIN_REQUESTS
 bp = Blueprint("api", __name__)
 RETRY_MS = 3000
 RETRY_AFTER_S = 5
+SEND_BUFFER = 64 * 1024
 
 
 def _service():
@@ -129,6 +131,13 @@ def events():
         except ValueError:
             return error("Last-Event-ID (or since) must be a tick id (unix seconds)", 400)
     sock = request.environ.get("gunicorn.socket") or request.environ.get("werkzeug.socket")
+    if sock is not None:
+        # A fixed send buffer: a client that stops reading then shows in its bounded queue
+        # within a few ticks, instead of hiding megabytes in an autotuned kernel buffer.
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        except OSError:
+            pass
     try:
         client, backlog = service.broker.subscribe(last_id, sock)
     except OverCapacity:

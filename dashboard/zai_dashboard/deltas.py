@@ -100,7 +100,8 @@ class VariantDeltas:
                     resets += 1
                 else:
                     delta = value - old
-                if delta:
+                # Empty buckets are routed too: their bounds are where the next bucket starts.
+                if delta or name in BUCKETS:
                     self._route(sample, hist, name, key, delta)
             if previous is None:
                 new += 1
@@ -181,14 +182,18 @@ def _add(sample: dict, key: str, delta: float) -> None:
 
 
 def _increments(sample: dict, family: str, cumulative: dict[float, float]) -> None:
-    """Cumulative bucket deltas (summed over label sets) to per-bucket increments."""
+    """Cumulative bucket deltas (summed over label sets) to per-bucket increments, keyed by the
+    bucket's lower and upper bound (empty buckets are left out, so the lower bound must be
+    written: it is where a quantile's interpolation starts)."""
     previous = 0.0
+    lower = float("-inf")
     for bound in sorted(cumulative):
         value = cumulative[bound]
         increment = value - previous
         previous = value
         if increment > 0:
-            sample[f"h:{family}:{bound:.10g}"] = increment
+            sample[f"h:{family}:{lower:.10g}~{bound:.10g}"] = increment
+        lower = bound
 
 
 class _Gauges:

@@ -8,8 +8,9 @@ their values key by key. Keys:
   `rej` (rate-limit rejections), `tok:i` / `tok:o` / `tok:e` (input, output, estimated tokens),
   `cost` (USD); breakdowns `s:<status>`, `et:<error type>`, `rr:<retry reason>`,
   `zc:<Z.AI class>`, `m:<i|o|e|c>:<model>`
-- histogram bucket increments (not cumulative, so that empty buckets take no room):
-  `h:d:<le>` request duration, `h:t:<le>` time to first byte, `h:w:<le>` rate-limit wait
+- histogram bucket increments (not cumulative, so that empty buckets take no room), keyed by
+  the bucket's bounds: `h:d:<lower>~<upper>` request duration, `h:t:…` time to first byte,
+  `h:w:…` rate-limit wait (the lowest bucket's lower bound is `-inf`)
 - gauges as a sum and a count, so averages survive merging: `g:<name>` and `n:<name>` for
   in_flight, max_workers, rl (rate limit), q5h / qwk (quota used), pods_up, pods_total
 - `has:tok`: ticks in which the variant exported token families (absent: the figures are null)
@@ -50,46 +51,56 @@ def merge(samples) -> dict:
 
 
 def _round(value: float | None) -> float | None:
-    if value is None:
+    """Six significant digits (a cost of a few micro-dollars keeps its digits)."""
+    if value is None or value == 0:
+        return value if value is None else 0.0
+    if not math.isfinite(value):
         return None
-    if value == 0 or not math.isfinite(value):
-        return 0.0 if value == 0 else None
-    return float(f"{value:.6g}")
+    return float("%.6g" % value)
 
 
-def buckets(sample: dict, family: str) -> list[tuple[float, float]]:
-    """[(upper bound, increment)] of one histogram, sorted by bound (+Inf last)."""
-    prefix = f"h:{family}:"
-    found = []
+def _histograms(sample: dict) -> dict[str, list[tuple[float, float, float]]]:
+    """{family: [(lower bound, upper bound, increment)] by upper bound}, in one pass."""
+    found: dict[str, list] = {}
     for key, value in sample.items():
-        if key.startswith(prefix) and value > 0:
-            found.append((float(key[len(prefix):]), value))
-    found.sort()
-    return found
+        if key[:2] == "h:" and value > 0:
+            lower, _, upper = key[4:].partition("~")
+            found.setdefault(key[2], []).append((float(upper), float(lower), value))
+    out = {}
+    for family, items in found.items():
+        items.sort()
+        out[family] = [(lower, upper, count) for upper, lower, count in items]
+    return out
 
 
-def quantile(q: float, increments: list[tuple[float, float]]) -> float | None:
-    """Prometheus's histogram_quantile over bucket increments: linear inside the bucket; in
-    the +Inf bucket, the largest finite bound."""
-    total = sum(count for _, count in increments)
+def buckets(sample: dict, family: str) -> list[tuple[float, float, float]]:
+    """[(lower bound, upper bound, increment)] of one histogram, by upper bound."""
+    return _histograms(sample).get(family, [])
+
+
+def quantile(q: float, increments: list[tuple[float, float, float]]) -> float | None:
+    """Prometheus's histogram_quantile over bucket increments: linear inside the bucket (from
+    0 in the lowest bucket when its bound is positive); in the +Inf bucket, the largest finite
+    bound."""
+    if not increments:
+        return None
+    total = sum(count for _, _, count in increments)
     if total <= 0:
         return None
     rank = q * total
     cumulative = 0.0
-    lower = 0.0
-    largest_finite = 0.0
-    for bound, count in increments:
-        if math.isfinite(bound):
-            largest_finite = bound
+    for lower, upper, count in increments:
         if cumulative + count >= rank:
-            if not math.isfinite(bound):
-                return largest_finite
-            if bound <= 0:
-                return bound
-            return lower + (bound - lower) * (rank - cumulative) / count
+            if not math.isfinite(upper):
+                return lower if math.isfinite(lower) else None
+            if not math.isfinite(lower):
+                if upper <= 0:
+                    return upper
+                lower = 0.0
+            return lower + (upper - lower) * (rank - cumulative) / count
         cumulative += count
-        lower = bound
-    return largest_finite
+    lower, upper, _ = increments[-1]
+    return upper if math.isfinite(upper) else lower
 
 
 def _gauge(sample: dict, name: str) -> float | None:
@@ -119,15 +130,16 @@ def figures(sample: dict) -> dict:
             out["estimated_tokens_per_s"] = get("tok:e", 0) / dt
             out["cost_usd_per_h"] = get("cost", 0) / dt * 3600
             out["cost_usd"] = get("cost", 0)
-    if any(key.startswith("h:") for key in sample):
-        duration = buckets(sample, "d")
+    histograms = _histograms(sample)
+    if histograms:
+        duration = histograms.get("d", ())
         out["latency_p50_s"] = quantile(0.5, duration)
         out["latency_p95_s"] = quantile(0.95, duration)
         out["latency_p99_s"] = quantile(0.99, duration)
-        ttfb = buckets(sample, "t")
+        ttfb = histograms.get("t", ())
         out["ttfb_p50_s"] = quantile(0.5, ttfb)
         out["ttfb_p95_s"] = quantile(0.95, ttfb)
-        out["rate_limit_wait_p95_s"] = quantile(0.95, buckets(sample, "w"))
+        out["rate_limit_wait_p95_s"] = quantile(0.95, histograms.get("w", ()))
     in_flight = _gauge(sample, "in_flight")
     max_workers = _gauge(sample, "max_workers")
     out["in_flight"] = in_flight

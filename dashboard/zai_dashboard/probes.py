@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -14,7 +16,7 @@ def _service():
 
 @bp.get("/healthz")
 def healthz():
-    return jsonify(status="ok")
+    return jsonify(status="ok", pid=os.getpid())
 
 
 @bp.get("/readyz")
