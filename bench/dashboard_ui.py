@@ -34,7 +34,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from tools import browser
-from tools.demo.dashboard import UI_DIST, DashboardService, build_ui
+from tools.dashboard_process import DashboardProcess
+from tools.demo.dashboard import UI_DIST, build_ui, targets_value
 
 ROOT = Path(__file__).resolve().parents[1]
 JS_BUDGET_KB = 150.0
@@ -77,9 +78,9 @@ def capture_ticks(workdir: Path, seconds: float) -> list[list[tuple]]:
         traffic = Traffic({v: [SimpleNamespace(url=p.url)] for v, p in proxies.items()},
                           rates={"production": 6.0, "canary": 5.0}, fault="errors",
                           workers=3, timeout=10).start()
-        service = DashboardService(workdir / "capture",
-                                   {v: [f"{p.url}/metrics"] for v, p in proxies.items()},
-                                   interval="1s").start()
+        service = DashboardProcess(
+            workdir / "capture", targets_value({v: [f"{p.url}/metrics"] for v, p in proxies.items()}),
+            DASHBOARD_SCRAPE_INTERVAL="1s").start()
         try:
             time.sleep(seconds)
         finally:
@@ -222,9 +223,10 @@ def main(argv: list[str] | None = None) -> int:
         buckets = DAY_S // STEP_S - 2  # allow the bucket being collected and one at the edge
         print(f"24 h database written in {build_s:.1f} s; starting the service on it...", flush=True)
         # No reachable targets: the page draws the stored day (live ticks carry nulls).
-        service = DashboardService(workdir / "serve", {"production": ["http://127.0.0.1:9/metrics"],
-                                                       "canary": ["http://127.0.0.1:9/metrics"]},
-                                   interval=f"{STEP_S}s", DASHBOARD_DB_PATH=str(db_path)).start()
+        service = DashboardProcess(
+            workdir / "serve", targets_value({"production": ["http://127.0.0.1:9/metrics"],
+                                              "canary": ["http://127.0.0.1:9/metrics"]}),
+            DASHBOARD_SCRAPE_INTERVAL=f"{STEP_S}s", DASHBOARD_DB_PATH=str(db_path)).start()
         try:
             args.out.mkdir(parents=True, exist_ok=True)
             runs = render_runs(service.url, args.reps, buckets, args.out / "dashboard_ui_24h.png")

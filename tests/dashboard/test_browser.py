@@ -1,7 +1,7 @@
 """The dashboard's page in a real browser against the real service and real proxies.
 
 Debian's chromium driven by playwright (tools/browser.py), the dashboard service under gunicorn
-as in the image (tools/demo/dashboard.py), scraping two in-process proxies (the real app on
+as in the image (tools/dashboard_process.py), scraping two in-process proxies (the real app on
 loopback: production, and a canary whose every 5th request gets an upstream 500) that SDK
 traffic keeps busy (tools/demo/traffic.py). A 1 s scrape interval keeps the file fast.
 
@@ -20,10 +20,10 @@ from types import SimpleNamespace
 import pytest
 import requests
 
-
-from tools import browser  # noqa: E402
-from tools.demo.dashboard import DashboardService, build_ui  # noqa: E402
-from tools.demo.traffic import Traffic  # noqa: E402
+from tools import browser
+from tools.dashboard_process import DashboardProcess
+from tools.demo.dashboard import build_ui, targets_value
+from tools.demo.traffic import Traffic
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "out" / "test-artifacts" / "dashboard"
@@ -50,8 +50,9 @@ def stack(tmp_path_factory, request):
         pods = {v: [SimpleNamespace(url=p.url)] for v, p in proxies.items()}
         traffic = Traffic(pods, rates={"production": 6.0, "canary": 5.0}, fault="errors",
                           workers=3, timeout=10).start()
-        service = DashboardService(workdir, {v: [f"{p.url}/metrics"] for v, p in proxies.items()},
-                                   interval=f"{INTERVAL_S}s", verdict_window="30s").start()
+        service = DashboardProcess(
+            workdir, targets_value({v: [f"{p.url}/metrics"] for v, p in proxies.items()}),
+            DASHBOARD_SCRAPE_INTERVAL=f"{INTERVAL_S}s", DASHBOARD_VERDICT_WINDOW="30s").start()
         try:
             yield SimpleNamespace(proxies=proxies, traffic=traffic, service=service)
         finally:
@@ -188,7 +189,8 @@ def test_a_server_restart_resumes_without_a_gap(page, stack):
     restarted_at = time.monotonic()
     page.allowed_errors = lambda when, text: when >= restarted_at and any(
         noise in text for noise in RESTART_NOISE)
-    stack.service.restart()
+    stack.service.stop()  # SIGTERM: the service closes every stream and exits
+    stack.service.start()  # same port, same database
     browser.wait_until(page, lambda: page.get_attribute("[data-testid=connection]", "data-state") == "live"
                        and events, 30, "the stream reconnected")
     resumed = events[-1].headers.get("last-event-id")

@@ -1,12 +1,15 @@
-"""The dashboard service as a real process beside the proxies, and screenshots of its page.
+"""The dashboard service as a demo child beside the proxies, and screenshots of its page.
 
-Used by `make demo` (pointed at the stack's pods, screenshots to out/demo/), the dashboard's
-real-browser tests and the UI render benchmark. The service runs exactly as in the image:
+`make demo` runs it pointed at the stack's pods and writes the screenshots to out/demo/. It is a
+`Child` like every other process of the demo (its own process group, stopped with the stack,
+told to stop should the demo die); tests and benchmarks use tools/dashboard_process.py instead.
+`build_ui()` and `screenshots()` serve the browser tests and the benchmark too. The service runs
+exactly as in the image:
 `gunicorn -c dashboard/gunicorn.conf.py 'zai_dashboard.app:create_app()'`, configured only
 through its DASHBOARD_* environment; its UI is the build in dashboard/ui/dist (`make ui`).
 
     service = DashboardService(workdir, {"production": [url, ...], "canary": [url]}, interval="1s")
-    service.start(); service.url; service.restart(); service.stop()
+    service.start(); service.url; service.stop()
 """
 
 from __future__ import annotations
@@ -84,11 +87,6 @@ class DashboardService:
         if self.child is not None:
             self.child.stop(timeout=timeout, sig=signal.SIGTERM)
             self.child = None
-
-    def restart(self) -> "DashboardService":
-        """SIGTERM, wait for the exit, start again on the same port with the same database."""
-        self.stop()
-        return self.start()
 
     def log_text(self) -> str:
         try:
