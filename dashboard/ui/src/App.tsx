@@ -52,7 +52,7 @@ export function App() {
   const xWindow = useMemo<[number, number]>(() => {
     const end = series && series.t.length ? series.t[series.t.length - 1] + series.stepS : Math.floor(Date.now() / 1000);
     return [end - seconds, end];
-  }, [series, dashboard.version, seconds]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [series, dashboard.version, seconds]); // the series object is mutated in place; version marks changes
 
   if (!config) {
     return (

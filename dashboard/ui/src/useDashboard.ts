@@ -65,7 +65,7 @@ function usePoll(fn: (signal: AbortSignal) => Promise<void>, periodMs: number, d
       controller.abort();
       clearTimeout(timer);
     };
-  }, deps); // eslint-disable-line react-hooks/exhaustive-deps
+  }, deps); // `fn` is a fresh closure each render: only `deps` restart the poll
 }
 
 export function useDashboard(config: DashboardConfig | null, range: string, step: number | null = null): DashboardData {

@@ -106,7 +106,7 @@ export function Chart({ spec, variants, data, version, theme, tz, window: xWindo
       u.setData(data as uPlot.AlignedData, false);
       u.setScale("x", { min: xWindow[0], max: xWindow[1] });
     });
-  }, [data, version, xWindow[0], xWindow[1]]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [data, version, xWindow[0], xWindow[1]]); // the window by value: a new array each render
 
   return <div className="chart" data-chart={spec.id} ref={host} />;
 }

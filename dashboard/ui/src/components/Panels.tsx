@@ -95,7 +95,8 @@ function Extra({ spec, props }: { spec: ChartSpec; props: PanelsProps }) {
 function Panel({ spec, props }: { spec: ChartSpec; props: PanelsProps }) {
   const { series, version, variants, theme, tz } = props;
   const keys = useMemo(() => spec.series.map((s) => s.key), [spec]);
-  const data = useMemo(() => panelData(series, variants, keys), [series, version, variants, keys]); // eslint-disable-line react-hooks/exhaustive-deps
+  // The columns grow in place as ticks arrive: `version` says when to hand uPlot new arrays.
+  const data = useMemo(() => panelData(series, variants, keys), [series, version, variants, keys]);
   const wide = spec.id === "cost";
   return (
     <article className={`panel ${wide ? "panel-wide" : ""}`} data-panel={spec.id}>
