@@ -37,13 +37,22 @@ def external(ip: str):
     return ({}, None, ip)
 
 
+def _proxy(objects: list[dict], kind: str) -> dict:
+    """The proxy's object of a kind (production's release also renders the dashboard's)."""
+    found = [o for o in objects if o["kind"] == kind
+             and o["metadata"]["labels"].get("app.kubernetes.io/component") != "dashboard"]
+    assert len(found) == 1, [o["metadata"]["name"] for o in found]
+    return found[0]
+
+
 @pytest.fixture(scope="module")
-def rendered():
-    objects = render(EXAMPLE)
-    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
-    deployment = next(o for o in objects if o["kind"] == "Deployment")
-    assert len(policies) == 1
-    return policies[0], deployment
+def objects():
+    return render(EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def rendered(objects):
+    return _proxy(objects, "NetworkPolicy"), _proxy(objects, "Deployment")
 
 
 def _selects(selector: dict | None, labels: dict | None) -> bool:
@@ -170,3 +179,63 @@ def test_zai_egress_follows_the_cidrs_and_ports_from_values():
                                ("203.0.113.9", 80, False), ("198.51.100.1", 443, False),
                                ("8.8.8.8", 443, False)):
         assert allowed(policy, "egress", external(ip), port, "TCP", {}) is expected, (ip, port)
+
+
+# -- the dashboard service (production's release) -------------------------------------------------
+DASHBOARD_POD = ({"kubernetes.io/metadata.name": "mcp"},
+                 {"app.kubernetes.io/name": "zai-proxy-dashboard",
+                  "app.kubernetes.io/instance": "zai-proxy",
+                  "app.kubernetes.io/component": "dashboard"}, "10.1.2.50")
+PRODUCTION_POD = ({"kubernetes.io/metadata.name": "mcp"},
+                  {"app.kubernetes.io/name": "zai-proxy", "app.kubernetes.io/instance": "zai-proxy",
+                   "version": "production"}, "10.1.2.10")
+CANARY_POD = ({"kubernetes.io/metadata.name": "devpod"},
+              {"app.kubernetes.io/name": "zai-proxy", "app.kubernetes.io/instance":
+               "zai-proxy-canary", "version": "canary"}, "10.1.3.10")
+
+
+def _dashboard(objects: list[dict], kind: str) -> dict:
+    found = [o for o in objects if o["kind"] == kind
+             and o["metadata"]["labels"].get("app.kubernetes.io/component") == "dashboard"]
+    assert len(found) == 1
+    return found[0]
+
+
+def test_production_lets_the_dashboard_scrape_its_pods(rendered):
+    policy, deployment = rendered
+    named = _named_ports(deployment)
+    assert allowed(policy, "ingress", DASHBOARD_POD, 8080, "TCP", named)
+    assert not allowed(policy, "ingress", DASHBOARD_POD, 8090, "TCP", named)
+
+
+def test_the_canary_lets_in_the_dashboard_from_productions_namespace_only():
+    # Callers restricted to one client namespace: the dashboard (in mcp) is let in on its own.
+    release = Release("canary+np", "zai-proxy-canary", "devpod",
+                      ("values/values-canary.yaml", "examples/networkpolicy.yaml"),
+                      ("networkPolicy.ingress.from[0].namespaceSelector.matchLabels"
+                       ".kubernetes\\.io/metadata\\.name=clients",))
+    objects = render(release)
+    policy, deployment = _proxy(objects, "NetworkPolicy"), _proxy(objects, "Deployment")
+    named = _named_ports(deployment)
+    assert allowed(policy, "ingress", DASHBOARD_POD, 8080, "TCP", named)
+    in_devpod = ({"kubernetes.io/metadata.name": "devpod"}, DASHBOARD_POD[1], "10.1.3.50")
+    for stranger in (CLIENT_POD, in_devpod):
+        assert not allowed(policy, "ingress", stranger, 8080, "TCP", named), stranger
+
+
+def test_the_dashboard_reaches_both_releases_pods_and_nothing_else(objects):
+    policy, deployment = _dashboard(objects, "NetworkPolicy"), _dashboard(objects, "Deployment")
+    named = _named_ports(deployment)
+    assert named == {"http": 8090}
+    assert _selects(policy["spec"]["podSelector"], deployment["spec"]["template"]["metadata"]
+                    ["labels"])
+    assert not _selects(policy["spec"]["podSelector"], PRODUCTION_POD[1])
+    for peer, port, expected in ((PRODUCTION_POD, 8080, True), (CANARY_POD, 8080, True),
+                                 (DNS_POD, 53, True), (CANARY_POD, 443, False),
+                                 (REDIS_POD, 6379, False), (STRANGER_POD, 8080, False),
+                                 (external("203.0.113.10"), 443, False)):
+        assert allowed(policy, "egress", peer, port, "TCP" if port != 53 else "UDP",
+                       named) is expected, (peer, port)
+    # Anyone may open the page (no `from` given), on its port only.
+    assert allowed(policy, "ingress", CLIENT_POD, 8090, "TCP", named)
+    assert not allowed(policy, "ingress", CLIENT_POD, 8080, "TCP", named)

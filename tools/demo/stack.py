@@ -67,7 +67,9 @@ class Stack:
                 for rule in self._all("PrometheusRule")}
 
     def deployment(self, variant: str) -> dict:
-        return render.one(self.objects[variant], "Deployment")
+        """The proxy's Deployment (production's release also renders the dashboard's)."""
+        return render.one([o for o in self.objects[variant] if o.get("metadata", {}).get(
+            "labels", {}).get("app.kubernetes.io/component") != "dashboard"], "Deployment")
 
     def container_env(self, variant: str) -> dict[str, str]:
         """The first pod's env as started (secrets are the demo's stand-ins)."""
