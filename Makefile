@@ -16,7 +16,7 @@ export HELM_CACHE_HOME  := $(CURDIR)/.tools/helm/cache
 export HELM_DATA_HOME   := $(CURDIR)/.tools/helm/data
 export HELM_PLUGINS     := $(CURDIR)/.tools/helm/plugins
 
-.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image lint settings-docs chart-docs run dashboard demo bench reliability image clean
+.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image test-ui ui lint settings-docs chart-docs run dashboard demo bench reliability image clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -35,7 +35,7 @@ tiktoken-cache: $(VENV)/.installed ## extract tiktoken's BPE files from the lite
 tools: ## build helm, helm-unittest, kubeconform, actionlint... into .tools/bin; apt for promtool/redis
 	bash scripts/install-tools.sh
 
-test: venv tiktoken-cache tools lint test-chart test-image ## every check (what CI runs)
+test: venv tiktoken-cache tools lint test-chart test-image test-ui ## every check (what CI runs)
 	$(PY) -m pytest -q tests --ignore=tests/test_image.py
 
 lint: venv ## ruff over all Python code (settings in pyproject.toml)
@@ -46,6 +46,24 @@ test-chart: venv tools ## chart checks: helm lint, helm-unittest, kubeconform, k
 
 test-image: venv tools ## build image/Dockerfile with buildah (offline Debian base) and run its CMD (needs root)
 	$(PY) -m pytest -q tests/test_image.py
+
+# The dashboard's browser UI (React + Vite): Node packages only from the committed lockfile.
+UI := dashboard/ui
+UI_SOURCES := $(shell find $(UI)/src -type f 2>/dev/null) $(UI)/index.html $(UI)/vite.config.ts $(UI)/tsconfig.json
+
+$(UI)/node_modules/.installed: $(UI)/package.json $(UI)/package-lock.json
+	@command -v npm >/dev/null || { echo "the dashboard UI needs Node.js >= 20.19 and npm" >&2; exit 1; }
+	cd $(UI) && npm ci --no-audit --no-fund
+	touch $@
+
+$(UI)/dist/index.html: $(UI)/node_modules/.installed $(UI_SOURCES)
+	cd $(UI) && npm run build
+
+ui: $(UI)/dist/index.html ## build the dashboard UI into dashboard/ui/dist/ (npm ci from the lockfile when needed)
+
+test-ui: $(UI)/node_modules/.installed ## dashboard UI: Vitest unit tests, then the production build
+	cd $(UI) && npx vitest run
+	cd $(UI) && npm run build
 
 image: tools ## build the image into buildah's local storage (BASE_IMAGE=... picks another base)
 	bash scripts/build-image.sh
@@ -61,18 +79,11 @@ chart-docs: tools ## regenerate chart/zai-proxy/README.md from values.yaml and R
 run: venv ## run the proxy locally against the real Z.AI (needs ZAI_API_KEY; listens on 127.0.0.1:8080)
 	cd image && ../$(PY) -m zai_proxy.launch
 
-DASHBOARD_UI := dashboard/ui
-
-dashboard: venv ## run the dashboard service on :8090 against DASHBOARD_TARGETS (builds the UI if it is missing)
+dashboard: venv ui ## run the dashboard service on :8090 against DASHBOARD_TARGETS (builds the UI when needed)
 	@test -n "$$DASHBOARD_TARGETS$$DASHBOARD_PROMETHEUS_URL" || { echo "set DASHBOARD_TARGETS first, e.g. DASHBOARD_TARGETS='production=http://127.0.0.1:8080/metrics;canary=http://127.0.0.1:8081/metrics' (dashboard/README.md)" >&2; exit 2; }
-	@if [ -f $(DASHBOARD_UI)/package.json ] && [ ! -f $(DASHBOARD_UI)/dist/index.html ]; then \
-		command -v npm >/dev/null || { echo "npm is missing: install Node.js 20 and npm (Debian: apt-get install nodejs npm)" >&2; exit 2; }; \
-		echo "building the dashboard UI: npm ci && npm run build in $(DASHBOARD_UI)"; \
-		(cd $(DASHBOARD_UI) && npm ci && npm run build) || exit 1; \
-	fi
 	DASHBOARD_DB_PATH=$${DASHBOARD_DB_PATH:-$(CURDIR)/out/dashboard/dashboard.db} $(PY) -m gunicorn -c dashboard/gunicorn.conf.py 'zai_dashboard.app:create_app()'
 
-demo: venv tools tiktoken-cache ## fake Z.AI + both variants + real Prometheus, no cluster/key: panels and alerts to out/demo/ (DEMO_CANARY_FAULT=errors|latency)
+demo: venv tools tiktoken-cache ui ## fake Z.AI + both variants + real Prometheus, no cluster/key: panels and alerts to out/demo/ (DEMO_CANARY_FAULT=errors|latency)
 	$(PY) -m tools.demo
 
 BENCH_VENV := .venv-bench
@@ -84,10 +95,11 @@ $(BENCH_VENV)/.installed: bench/requirements-litellm.txt
 	$(BENCH_VENV)/bin/pip install -q -r bench/requirements-litellm.txt
 	touch $@
 
-bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, LiteLLM, nginx, then the dashboard service's budgets: bench/results/ (~16 min on 2 cores; BENCH_ARGS=--quick)
-	@command -v nginx >/dev/null && command -v wrk >/dev/null || bash scripts/install-tools.sh
+bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, LiteLLM, nginx, then the dashboard service's and UI's budgets: bench/results/ (~17 min on 2 cores; BENCH_ARGS=--quick)
+	@command -v nginx >/dev/null && command -v wrk >/dev/null && command -v chromium >/dev/null || bash scripts/install-tools.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.dashboard_service $(filter --quick,$(BENCH_ARGS))
+	$(PY) -m bench.dashboard_ui
 
 # The long fuzz profile and 10,000 random paths and models belong to the full run only (make test
 # runs short ones); RELIABILITY_ARGS=--fast skips them.

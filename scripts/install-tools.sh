@@ -104,13 +104,17 @@ fi
 
 # Debian packages: promtool and a real Prometheus, Redis for the shared rate-limit tests,
 # nginx and wrk for the benchmarks, buildah and debootstrap for the image check (scripts/build-image.sh),
-# jq for scripts/verify-monitoring.sh and the runbooks' commands that the tests run.
+# jq for scripts/verify-monitoring.sh and the runbooks' commands that the tests run; chromium for
+# the dashboard's real-browser tests, demo screenshots and render benchmark (driven by PyPI
+# playwright through executable_path; never `playwright install`).
 # apt-get update runs once, and only when something is missing.
-declare -A want=([promtool]=prometheus [prometheus]=prometheus [redis-server]=redis-server [nginx]=nginx-light [wrk]=wrk [buildah]=buildah [debootstrap]=debootstrap [jq]=jq)
+declare -A want=([promtool]=prometheus [prometheus]=prometheus [redis-server]=redis-server [nginx]=nginx-light [wrk]=wrk [buildah]=buildah [debootstrap]=debootstrap [jq]=jq [chromium]=chromium)
 missing=()
 for cmd in "${!want[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
 done
+# A font for the page's text in screenshots (chromium only recommends one).
+[[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
 if ((${#missing[@]})); then
     mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     # Root here and in this project's CI; a GitHub runner has passwordless sudo instead.

@@ -317,6 +317,9 @@ def test_demo_with_errors_fault_fires_error_alerts_writes_report_and_stops_on_si
     assert summary["traffic"]["canary"]["500"] > 0 and "500" not in summary["traffic"]["production"]
     pngs = sorted(p.name for p in out.glob("panel-*.png"))
     assert len(pngs) == len({q.title for q in report.panel_queries()})
+    # The dashboard service's page, screenshot in both themes (tools/demo/dashboard.py).
+    for name in ("dashboard.png", "dashboard-light.png", "dashboard-dark.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     text = (out / "report.md").read_text()
     assert all(f"]({name})" in text for name in pngs)
     assert "divided by 60" in text

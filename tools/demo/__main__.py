@@ -1,13 +1,14 @@
 """`make demo`: `python -m tools.demo [--duration S] [--out DIR]`, no cluster and no Z.AI key.
 
 Starts the stack (stack.py: fake Z.AI, both variants' pods configured from `helm template`, a real
-Prometheus configured from the chart's ServiceMonitors and PrometheusRules), sends SDK traffic
-(traffic.py; DEMO_CANARY_FAULT=errors|latency|none makes the canary worse from `--fault-after`
-seconds on), prints every `--every` seconds what each dashboard panel shows per variant and the
-alert states, and writes out/demo/ (report.py). It stops everything it started on exit, on
-Ctrl-C and on SIGTERM: a first signal ends the run early and still writes the report, a second
-one skips the report; the children are then stopped whatever happens (they also get SIGTERM from
-the kernel should this process die without cleaning up).
+Prometheus configured from the chart's ServiceMonitors and PrometheusRules) and the dashboard
+service pointed at both variants' pods (dashboard.py), sends SDK traffic (traffic.py;
+DEMO_CANARY_FAULT=errors|latency|none makes the canary worse from `--fault-after` seconds on),
+prints every `--every` seconds what each dashboard panel shows per variant and the alert states,
+and writes out/demo/ (report.py, plus screenshots of the dashboard service's page). It stops
+everything it started on exit, on Ctrl-C and on SIGTERM: a first signal ends the run early and
+still writes the report, a second one skips the report; the children are then stopped whatever
+happens (they also get SIGTERM from the kernel should this process die without cleaning up).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 from tools.demo import report
+from tools.demo.dashboard import DashboardService, build_ui, screenshots
 from tools.demo.prometheus import duration, seconds
 from tools.demo.stack import ROOT, Stack, StackSettings
 from tools.demo.traffic import FAULTS, Traffic
@@ -115,12 +117,14 @@ def print_snapshot(snap: report.Snapshot, elapsed: float, traffic: Traffic) -> N
 
 def run(args: argparse.Namespace, signals: Signals) -> int:
     # A previous run's files go first, so out/ never mixes two runs.
-    for old in [*args.out.glob("panel-*.png"), args.out / "summary.json", args.out / "report.md"]:
+    for old in [*args.out.glob("panel-*.png"), *args.out.glob("dashboard*.png"),
+                args.out / "summary.json", args.out / "report.md"]:
         old.unlink(missing_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="zai-proxy-demo-"))
     stack = Stack(workdir, StackSettings(interval=args.interval, for_factor=args.for_factor))
     atexit.register(stack.stop)
     traffic = None
+    dashboard = None
     started = time.monotonic()
     interrupted = 0
     try:
@@ -130,6 +134,12 @@ def run(args: argparse.Namespace, signals: Signals) -> int:
         for pod in stack.all_pods():
             print(f"  {pod.namespace}/{pod.name:<36} {pod.url}")
         print(f"  Prometheus (open it while the demo runs): {stack.prometheus.url}")
+        build_ui()
+        # A one-minute verdict window, so the verdict follows the canary fault within the run.
+        dashboard = DashboardService(
+            workdir, {v: [f"{p.url}/metrics" for p in pods] for v, pods in stack.pods.items()},
+            interval=args.interval, verdict_window="1m").start()
+        print(f"  Dashboard (open it while the demo runs): {dashboard.url}")
         print(f"  canary fault: {args.fault}"
               + (f" from t+{args.fault_after:.0f}s" if args.fault != "none" else "")
               + f"; {args.duration:.0f}s of traffic; alerts' `for` divided by {args.for_factor:g}",
@@ -149,6 +159,14 @@ def run(args: argparse.Namespace, signals: Signals) -> int:
             report.write_summary(args.out, snap, peaks, extra(args, traffic, started))
             if time.monotonic() - started >= args.duration:
                 break
+        # While the traffic still flows, so the page shows the run as it was. A failure here
+        # still leaves the report to write.
+        try:
+            shots = screenshots(dashboard.url, args.out, list(stack.pods))
+        except Exception as exc:  # a browser fails in many ways; none should cost the report
+            shots = []
+            print(f"zai-proxy demo: no screenshot of the dashboard: {exc}\n"
+                  f"  its log: {dashboard.log_text()[-1500:]}", flush=True)
         traffic.stop(timeout=3)
         end = time.time()
         snap = report.snapshot(stack.prometheus, args.rate_interval, end)
@@ -160,8 +178,9 @@ def run(args: argparse.Namespace, signals: Signals) -> int:
         images = report.plot_panels(stack.prometheus, args.out, started_wall, end,
                                     args.rate_interval, marks)
         path = report.write_report(args.out, snap, peaks, images, info)
-        print(f"\nzai-proxy demo: wrote {_shown(args.out / 'summary.json')}, {_shown(path)} and "
-              f"{len(images)} PNGs", flush=True)
+        print(f"\nzai-proxy demo: wrote {_shown(args.out / 'summary.json')}, {_shown(path)}, "
+              f"{len(images)} panel PNGs and the dashboard's page: "
+              + ", ".join(_shown(p) for p in shots), flush=True)
     except KeyboardInterrupt:
         interrupted = signals.signum or signal.SIGINT
         print("\nzai-proxy demo: interrupted", flush=True)
@@ -169,6 +188,8 @@ def run(args: argparse.Namespace, signals: Signals) -> int:
         signals.cleaning = True
         if traffic is not None:
             traffic.stop(timeout=3)
+        if dashboard is not None:
+            dashboard.stop()
         stack.stop()
         if args.keep_workdir:
             print(f"zai-proxy demo: logs and data kept in {workdir}")
