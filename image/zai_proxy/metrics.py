@@ -60,7 +60,7 @@ class Metrics:
         def gauge(name, doc, mode, labels=()):
             return Gauge(name, doc, labels + v, registry=registry, multiprocess_mode=mode)
 
-        # Requests (the seed's families)
+        # Requests
         self.requests = counter("zai_proxy_requests", "Requests answered by the proxy.",
                                 ("method", "path", "status_code"))
         self.duration = histogram("zai_proxy_request_duration_seconds",

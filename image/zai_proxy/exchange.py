@@ -1,0 +1,65 @@
+"""Exchange: what one proxied request did, recorded as it goes, for its metrics and log line."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from . import routes, upstream
+from .disconnect import InFlight
+from .tokens import NO_ACCOUNTANT
+
+
+class Exchange:
+    __slots__ = ("state", "metrics", "started", "method", "path", "path_label", "family",
+                 "request_id", "inflight", "status", "sent_bytes", "first_byte_at",
+                 "upstream_status", "attempts", "model", "outcome", "usage", "accountant",
+                 "holds_slot", "watch_fd", "_finished")
+
+    def __init__(self, state, method: str, path: str):
+        self.state = state
+        self.metrics = state.metrics
+        self.started = time.monotonic()
+        self.method = method
+        self.path = path
+        self.path_label = routes.path_label(path)
+        self.family = routes.family_for_path(path)
+        self.request_id = uuid.uuid4().hex
+        self.inflight = InFlight()
+        self.status = 0
+        self.sent_bytes = 0
+        self.first_byte_at: float | None = None
+        self.upstream_status: int | None = None
+        self.attempts = 0
+        self.model: str | None = None
+        self.outcome = "ok"
+        self.usage: dict | None = None
+        self.accountant = NO_ACCOUNTANT
+        self.holds_slot = False
+        self.watch_fd: int | None = None
+        self._finished = False
+
+    def finish(self) -> None:
+        """Once the last byte is sent (or the client is gone): metrics, log line, slot."""
+        if self._finished:
+            return
+        self._finished = True
+        state, metrics = self.state, self.metrics
+        upstream.bind_inflight(None)
+        self.inflight.finish()
+        if self.watch_fd is not None:
+            state.watcher.unwatch(self.watch_fd)
+        try:
+            elapsed = time.monotonic() - self.started
+            metrics.count_request(self.method, self.path_label, self.status, elapsed,
+                                  self.sent_bytes)
+            if self.first_byte_at is not None:
+                metrics.ttfb.labels(self.path_label, metrics.variant).observe(
+                    self.first_byte_at - self.started)
+            if self.outcome == "client_gone":
+                metrics.stream_disconnects.labels(self.path_label, metrics.variant).inc()
+            state.request_log.write(self, elapsed)
+        finally:
+            # Last: a request leaves the in-flight gauge only once it is counted and logged.
+            if self.holds_slot:
+                state.capacity.release()
