@@ -16,13 +16,10 @@ from zai_proxy.capacity import Capacity
 from zai_proxy.disconnect import DisconnectWatcher
 from zai_proxy.errors import error_body
 from zai_proxy.metrics import Exporter, Metrics
-from zai_proxy.proxy import Pipeline
+from zai_proxy.proxy import PROXIED_METHODS, Pipeline, ProxiedFirst
 from zai_proxy.retry import RetryPolicy
 from zai_proxy.routes import family_for_path
 from zai_proxy.state import ProxyState, cancellable_wait
-
-PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
 
 def create_app(config: config_module.Config | None = None, *,
                registry: CollectorRegistry | None = None, wait=cancellable_wait) -> Flask:
@@ -64,10 +61,11 @@ def create_app(config: config_module.Config | None = None, *,
     pipeline = Pipeline(state)
 
     def proxied(rest: str = ""):
-        return pipeline.handle(request.path)
+        return pipeline.handle(request)
 
-    app.add_url_rule("/", "proxied_root", proxied, methods=PROXIED_METHODS)
-    app.add_url_rule("/<path:rest>", "proxied", proxied, methods=PROXIED_METHODS)
+    app.add_url_rule("/", "proxied_root", proxied, methods=list(PROXIED_METHODS))
+    app.add_url_rule("/<path:rest>", "proxied", proxied, methods=list(PROXIED_METHODS))
+    app.wsgi_app = ProxiedFirst(app.wsgi_app, pipeline)
 
     # What the catch-all route cannot match (e.g. a control character in the path) and wrong
     # methods on service endpoints still answer in the caller's family format.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 
 from . import routes, upstream
 from .disconnect import InFlight
@@ -11,20 +11,21 @@ from .tokens import NO_ACCOUNTANT
 
 
 class Exchange:
-    __slots__ = ("state", "metrics", "started", "method", "path", "path_label", "family",
+    __slots__ = ("state", "request", "metrics", "started", "method", "path", "path_label", "family",
                  "request_id", "inflight", "status", "sent_bytes", "first_byte_at",
                  "upstream_status", "attempts", "model", "outcome", "usage", "accountant",
                  "holds_slot", "watch_fd", "_finished")
 
-    def __init__(self, state, method: str, path: str):
+    def __init__(self, state, request, method: str, path: str):
         self.state = state
+        self.request = request
         self.metrics = state.metrics
         self.started = time.monotonic()
         self.method = method
         self.path = path
         self.path_label = routes.path_label(path)
         self.family = routes.family_for_path(path)
-        self.request_id = uuid.uuid4().hex
+        self.request_id = os.urandom(16).hex()   # 32 hex digits, like a UUID's
         self.inflight = InFlight()
         self.status = 0
         self.sent_bytes = 0
