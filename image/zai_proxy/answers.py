@@ -38,16 +38,18 @@ def is_event_stream(headers) -> bool:
     return headers.get("Content-Type", "").startswith("text/event-stream")
 
 
-def complete(headers, raw: bytes) -> bool:
-    """A 2xx body that is not empty and, when it says it is JSON, parses."""
+def complete(headers, raw: bytes) -> tuple[bool, object]:
+    """Whether a 2xx body is the answer it claims to be (not empty and, when it says it is JSON,
+    parses), and the parsed JSON when it was parsed (None otherwise), so that nothing after this
+    parses it again."""
     if not raw:
-        return False
+        return False, None
     if "json" in headers.get("Content-Type", ""):
         try:
-            json.loads(raw)
+            return True, json.loads(raw)
         except ValueError:
-            return False
-    return True
+            return False, None
+    return True, None
 
 
 def stream_end(tail: bytes) -> str | None:

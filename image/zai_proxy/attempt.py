@@ -118,9 +118,10 @@ def _whole(state, exchange, answer: Answer, index: int) -> Outcome:
         raw = _read_body(exchange, answer)
     except TransportError as failure:
         return _bad_success(state, answer, _body_failure(failure, errors.TRUNCATED), index)
-    if not answers.complete(answer.headers, raw):
+    complete, parsed = answers.complete(answer.headers, raw)
+    if not complete:
         return _bad_success(state, answer, errors.TRUNCATED, index)
-    exchange.accountant.on_body(raw)
+    exchange.accountant.on_body(raw, parsed=parsed)
     exchange.usage = exchange.accountant.finish()
     return Outcome(retry.FINAL, True, _buffered(answer, raw))
 

@@ -52,7 +52,7 @@ class TokenAccounting:
 class NoAccountant:
     """A request nobody accounts for: the answer is relayed and nothing is recorded."""
 
-    def on_body(self, body: bytes, status: int = 200) -> None:
+    def on_body(self, body: bytes, status: int = 200, parsed=None) -> None:
         pass
 
     def stream_events(self) -> WholeEvents:

@@ -147,12 +147,13 @@ class UsageAccountant:
                 self._response_model = model
 
     # Non-streaming --------------------------------------------------------------------
-    def on_body(self, body: bytes, status: int = 200) -> None:
-        """Read usage from a whole (non-streamed) answer. Never raises, never alters `body`."""
+    def on_body(self, body: bytes, status: int = 200, parsed=None) -> None:
+        """Read usage from a whole (non-streamed) answer, given as bytes and, when the caller
+        already parsed it, as its JSON. Never raises, never alters `body`."""
         try:
             if status >= 400 or not body:
                 return
-            obj = json.loads(body)
+            obj = parsed if parsed is not None else json.loads(body)
             if not isinstance(obj, dict):
                 return
             if self.family == "anthropic":
