@@ -1,12 +1,13 @@
 """The upstream boundary: one attempt sent, and every transport failure translated here, once.
 
-A request is prepared by `requests` (method, URL, headers, body framing) and sent through the
-urllib3 connection pool of `requests`' HTTPAdapter, with its TLS settings (certifi's CA bundle,
-verification on). Session.request and HTTPAdapter.send are skipped: cookie jars, hooks,
-environment merging, redirects and response wrapping are nothing a pass-through proxy wants,
-and skipping them halves the client's CPU per call (`make bench`). Never following redirects
-and never keeping cookies are therefore by construction, and credentials in the URL never
-become an Authorization header.
+A request's URL is prepared by `requests` (IDNA, percent-encoding; once per distinct URL) and
+the request is sent through the urllib3 connection pool of `requests`' HTTPAdapter, with its
+TLS settings (certifi's CA bundle, verification on). Session.request and HTTPAdapter.send are
+skipped: cookie jars, hooks, environment merging, redirects, header-dict copies and response
+wrapping are nothing a pass-through proxy wants, and skipping them halves the client's CPU per
+call (`make bench`); http.client still validates every header field it sends. Never following
+redirects and never keeping cookies are therefore by construction, and credentials in the URL
+never become an Authorization header.
 
 Whatever the HTTP client raises, sending or reading, leaves this module as a `TransportError`
 whose `kind` names the cause from a bounded set (errors.TRANSPORT_KINDS, or READ_ERROR / TIMEOUT
@@ -22,6 +23,7 @@ goes away.
 from __future__ import annotations
 
 import errno
+import functools
 import http.client
 import socket
 import ssl
@@ -186,19 +188,20 @@ class Upstream:
         self._pool = None
 
     def send(self, method: str, url: str, headers: dict, body: bytes | None) -> Answer:
-        """One attempt; raises TransportError. The body is left unread for the caller."""
-        prepared = requests.PreparedRequest()
-        prepared.prepare_method(method)
-        prepared.prepare_url(url, None)
-        prepared.prepare_headers(headers)
-        prepared.prepare_body(body, None)
-        pool = self._pool or self._pool_for(prepared)
+        """One attempt; raises TransportError. The body is left unread for the caller.
+
+        `headers` must not frame the body: Content-Length is set here, as requests would."""
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        elif method not in ("GET", "HEAD"):
+            headers["Content-Length"] = "0"
+        pool = self._pool or self._pool_for(url)
         _current.answered = False
         try:
-            raw = pool.urlopen(method, prepared.path_url, body=prepared.body,
-                               headers=prepared.headers, retries=False, redirect=False,
-                               assert_same_host=False, preload_content=False,
-                               decode_content=False, timeout=self._timeout)
+            raw = pool.urlopen(method, _request_target(url), body=body, headers=headers,
+                               retries=False, redirect=False, assert_same_host=False,
+                               preload_content=False, decode_content=False,
+                               timeout=self._timeout)
         except (_ConnectFailed, Urllib3Error, http.client.HTTPException, OSError) as exc:
             failure = translate(exc, answered=_current.answered)
             if failure.answered and not failure.timed_out:
@@ -206,13 +209,25 @@ class Upstream:
             raise failure from None
         return Answer(raw)
 
-    def _pool_for(self, prepared: requests.PreparedRequest):
+    def _pool_for(self, url: str):
         # Every upstream URL is on the one configured origin: its pool is looked up once.
+        prepared = requests.PreparedRequest()
+        prepared.prepare_url(url, None)
         self._pool = self._adapter.get_connection_with_tls_context(prepared, verify=True)
         return self._pool
 
     def close(self) -> None:
         self._adapter.close()
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_target(url: str) -> str:
+    """The request line's target of `url` (path and query), as requests prepares it: IDNA,
+    percent-encoding of what must be encoded. The same URL always prepares the same way, and
+    most requests go to a handful of URLs, so each is prepared once."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_url(url, None)
+    return prepared.path_url
 
 
 def translate(exc: BaseException, answered: bool) -> TransportError:
