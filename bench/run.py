@@ -3,6 +3,7 @@ bench/results/summary.md with its charts.
 
     python -m bench.run [--quick] [--only nonstreaming,streaming,token_cost,held,steady]
                         [--reps N] [--out DIR] [--contestants ...] [--baseline REV]
+                        [--ns-levels 1,16,64]
 
 --baseline REV adds the contestant `baseline`: production's settings run from git revision REV,
 interleaved with the others, so a change is measured against its predecessor in one run.
@@ -100,6 +101,8 @@ def main(argv=None) -> int:
     parser.add_argument("--contestants", default=",".join(C.NAMES),
                         help=f"comma-separated subset of {','.join(C.ORDER)} (direct is always "
                              "run: every figure is read against it)")
+    parser.add_argument("--ns-levels", default=None, metavar="C,C,…",
+                        help="non-streaming concurrency levels (default 1,16,64)")
     parser.add_argument("--baseline", default=None, metavar="REV",
                         help="also run production's settings from git revision REV (contestant "
                              "`baseline`)")
@@ -121,6 +124,8 @@ def main(argv=None) -> int:
     plan.held_contestants = tuple(n for n in C.ORDER if n in names)
     if args.reps:
         plan.reps = args.reps
+    if args.ns_levels:
+        plan.ns_levels = tuple(int(c) for c in args.ns_levels.split(","))
     out_dir = Path(args.out) if args.out else (
         ROOT / "bench" / "results" / ("raw/quick" if args.quick else ""))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,9 @@ from .config import Config
 from .disconnect import InFlight
 
 _current = threading.local()
+# Retries are the pipeline's business: urllib3 raises the first error as it is. Built once:
+# urllib3 would build the same object from `False` on every call.
+_NO_RETRIES = urllib3.Retry(total=False, redirect=False)
 _UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
 _RESET = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
           http.client.RemoteDisconnected, http.client.IncompleteRead)
@@ -199,7 +202,7 @@ class Upstream:
         _current.answered = False
         try:
             raw = pool.urlopen(method, _request_target(url), body=body, headers=headers,
-                               retries=False, redirect=False, assert_same_host=False,
+                               retries=_NO_RETRIES, redirect=False, assert_same_host=False,
                                preload_content=False, decode_content=False,
                                timeout=self._timeout)
         except (_ConnectFailed, Urllib3Error, http.client.HTTPException, OSError) as exc:
