@@ -18,6 +18,7 @@ import time
 
 import pytest
 import requests
+import trustme
 
 from zai_proxy import config as config_module
 from zai_proxy import errors
@@ -108,7 +109,6 @@ def listeners():
 
 @pytest.fixture
 def untrusted_tls():
-    trustme = pytest.importorskip("trustme")
     ca = trustme.CA()   # a CA the proxy does not trust: certifi's bundle is what it trusts
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ca.issue_cert("127.0.0.1").configure_cert(context)
