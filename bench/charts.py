@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from .contestants import LABELS, ORDER as NAMES  # noqa: E402
 
-COLORS = {"direct": "#7f7f7f", "production": "#1f77b4", "canary": "#2ca02c",
+COLORS = {"direct": "#7f7f7f", "production": "#1f77b4", "baseline": "#9467bd",
+          "canary": "#2ca02c",
           "litellm": "#d62728", "nginx": "#ff7f0e"}
 MIB = 1024 * 1024
 

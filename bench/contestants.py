@@ -2,6 +2,8 @@
 
     direct      the fake Z.AI itself (the floor)
     production  zai-proxy with values/values-production.yaml's settings (token counting off)
+    baseline    production's settings, run from another git revision (`--baseline REV`), so a
+                change to the request path is measured against its predecessor in one run
     canary      zai-proxy with values/values-canary.yaml's settings (token counting on)
     litellm     the LiteLLM proxy (pinned in bench/requirements-litellm.txt), pass-through
     nginx       Debian's nginx, proxy_pass + proxy_buffering off (not LLM-aware)
@@ -13,9 +15,12 @@ generator share the other core (see `Layout`).
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import secrets
+import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import yaml
@@ -27,9 +32,10 @@ BENCH_VENV = ROOT / ".venv-bench"
 UPSTREAM_KEY = "bench-upstream-key-not-a-secret"
 CHAT = "/chat/completions"
 NAMES = ("direct", "production", "canary", "litellm", "nginx")
-PROXIES = ("production", "canary", "litellm", "nginx")
-ORDER = NAMES
+PROXIES = ("production", "baseline", "canary", "litellm", "nginx")
+ORDER = ("direct", "production", "baseline", "canary", "litellm", "nginx")
 LABELS = {"direct": "direct (floor)", "production": "zai-proxy production",
+          "baseline": "zai-proxy production, baseline revision",
           "canary": "zai-proxy canary", "litellm": "LiteLLM proxy", "nginx": "nginx proxy_pass"}
 
 
@@ -85,8 +91,20 @@ def values_settings(variant: str) -> dict:
     }
 
 
+def checkout(revision: str, work: Path) -> Path:
+    """The tree of `revision` (any git revision of this repository) extracted under `work`,
+    without touching the repository's worktrees: the baseline contestant runs from it."""
+    target = work / "baseline"
+    if not target.exists():
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", revision],
+                                 check=True, capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(target, filter="data")
+    return target
+
+
 def start_zai_proxy(variant: str, origin: str, work: Path, layout: Layout,
-                    max_workers: int) -> Running:
+                    max_workers: int, root: Path = ROOT, name: str | None = None) -> Running:
     port = free_port()
     settings = values_settings(variant)
     values_max = settings.pop("values_max_workers")
@@ -105,16 +123,16 @@ def start_zai_proxy(variant: str, origin: str, work: Path, layout: Layout,
         "GRACEFUL_TIMEOUT": "5s",
         "PROMETHEUS_MULTIPROC_DIR": str(work / f"{variant}-{port}-metrics"),
     }
-    tree = Tree(f"{variant}-{port}", [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                                      "app:create_app()"], env=env, cwd=ROOT / "image", log_dir=work,
-                cpus=layout.contestant)
+    tree = Tree(f"{name or variant}-{port}", [PYTHON, "-m", "gunicorn", "-c", "gunicorn.conf.py",
+                                              "app:create_app()"], env=env, cwd=root / "image",
+                log_dir=work, cpus=layout.contestant)
     base = f"http://127.0.0.1:{port}"
     wait_http(base + "/readyz", tree, 30)
     shown = {k: v for k, v in env.items() if k in (
         "DEPLOYMENT_VARIANT", "TOKEN_COUNTING_ENABLED", "LOG_LEVEL", "WEB_CONCURRENCY",
         "MAX_WORKERS", "RATE_LIMIT_ENABLED")}
     shown["values_max_workers"] = values_max
-    return Running(variant, base + "/v1" + CHAT, {}, tree, shown)
+    return Running(name or variant, base + "/v1" + CHAT, {}, tree, shown)
 
 
 def litellm_version() -> str | None:
@@ -177,11 +195,19 @@ def direct(origin: str) -> Running:
                    {"Authorization": f"Bearer {UPSTREAM_KEY}"}, None, {})
 
 
-def start(name: str, origin: str, work: Path, layout: Layout, max_workers: int) -> Running:
+def start(name: str, origin: str, work: Path, layout: Layout, max_workers: int,
+          baseline: str | None = None) -> Running:
     if name == "direct":
         return direct(origin)
     if name in ("production", "canary"):
         return start_zai_proxy(name, origin, work, layout, max_workers)
+    if name == "baseline":
+        if not baseline:
+            raise ValueError("the baseline contestant needs --baseline REV")
+        running = start_zai_proxy("production", origin, work, layout, max_workers,
+                                  root=checkout(baseline, work), name="baseline")
+        running.settings["revision"] = baseline
+        return running
     if name == "litellm":
         return start_litellm(origin, work, layout)
     if name == "nginx":

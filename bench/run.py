@@ -2,7 +2,11 @@
 bench/results/summary.md with its charts.
 
     python -m bench.run [--quick] [--only nonstreaming,streaming,token_cost,held,steady]
-                        [--reps N] [--out DIR]
+                        [--reps N] [--out DIR] [--contestants ...] [--baseline REV]
+                        [--ns-levels 1,16,64]
+
+--baseline REV adds the contestant `baseline`: production's settings run from git revision REV,
+interleaved with the others, so a change is measured against its predecessor in one run.
 
 --quick is a smoke run (a minute or two, one repetition, small numbers): its results are not
 comparable with a full run and it writes to bench/results/raw/quick/ unless --out says otherwise.
@@ -97,6 +101,11 @@ def main(argv=None) -> int:
     parser.add_argument("--contestants", default=",".join(C.NAMES),
                         help=f"comma-separated subset of {','.join(C.ORDER)} (direct is always "
                              "run: every figure is read against it)")
+    parser.add_argument("--ns-levels", default=None, metavar="C,C,…",
+                        help="non-streaming concurrency levels (default 1,16,64)")
+    parser.add_argument("--baseline", default=None, metavar="REV",
+                        help="also run production's settings from git revision REV (contestant "
+                             "`baseline`)")
     parser.add_argument("--keep-work", action="store_true", help="keep process logs")
     args = parser.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -105,12 +114,18 @@ def main(argv=None) -> int:
         parser.error(f"unknown scenario(s): {', '.join(sorted(unknown))}")
     names = ["direct"] + [n.strip() for n in args.contestants.split(",")
                           if n.strip() and n.strip() != "direct"]
+    if args.baseline and "baseline" not in names:
+        names.append("baseline")
+    if "baseline" in names and not args.baseline:
+        parser.error("the baseline contestant needs --baseline REV")
     if set(names) - set(C.ORDER):
         parser.error(f"unknown contestant(s): {', '.join(sorted(set(names) - set(C.ORDER)))}")
     plan = S.Plan.quick() if args.quick else S.Plan()
     plan.held_contestants = tuple(n for n in C.ORDER if n in names)
     if args.reps:
         plan.reps = args.reps
+    if args.ns_levels:
+        plan.ns_levels = tuple(int(c) for c in args.ns_levels.split(","))
     out_dir = Path(args.out) if args.out else (
         ROOT / "bench" / "results" / ("raw/quick" if args.quick else ""))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -125,12 +140,15 @@ def main(argv=None) -> int:
 
     raw = {"meta": meta(layout, plan, args.quick), "scenarios": {}, "contestants": {}}
     raw["meta"]["open_files_limit"] = fds
+    if args.baseline:
+        raw["meta"]["versions"]["baseline_revision"] = args.baseline
     raw["meta"]["command"] = " ".join(["python -m bench.run", *(argv if argv is not None
                                                                  else sys.argv[1:])]).strip()
     log(f"layout: contestant on CPU {layout.contestant}, fake + load generator on CPU "
         f"{layout.environment}; load average {os.getloadavg()[0]:.2f}; work dir {work}")
     fake, origin = C.start_fake(work, layout)
-    ctx = S.Context(plan=plan, layout=layout, work=work, fake=fake, origin=origin, log=log)
+    ctx = S.Context(plan=plan, layout=layout, work=work, fake=fake, origin=origin, log=log,
+                    baseline=args.baseline)
     ok = False
     try:
         shared = [s for s in ("nonstreaming", "streaming", "token_cost") if s in only]

@@ -81,6 +81,7 @@ class Context:
     origin: str
     running: dict = dataclasses.field(default_factory=dict)
     log: object = print
+    baseline: str | None = None   # git revision the `baseline` contestant runs from
 
 
 class _Slow:
@@ -109,7 +110,7 @@ def start_all(ctx: Context, names=C.NAMES) -> None:
         if name not in ctx.running:
             ctx.log(f"  starting {name}")
             ctx.running[name] = C.start(name, ctx.origin, ctx.work, ctx.layout,
-                                        ctx.plan.max_workers)
+                                        ctx.plan.max_workers, ctx.baseline)
 
 
 def stop_all(ctx: Context) -> None:
@@ -242,7 +243,7 @@ def held(ctx: Context) -> dict:
     results = {}
     for name in plan.held_contestants:
         ctx.log(f"  {name}: fresh process")
-        r = C.start(name, ctx.origin, ctx.work, ctx.layout, max_workers)
+        r = C.start(name, ctx.origin, ctx.work, ctx.layout, max_workers, ctx.baseline)
         started = time.monotonic()
         skipped = []
         try:

@@ -10,19 +10,16 @@ from urllib.parse import urlsplit
 from flask import Flask, request
 from prometheus_client import CollectorRegistry
 
-from zai_proxy import admin, health, logs, upstream
+from zai_proxy import admin, errors, health, logs, upstream
 from zai_proxy import config as config_module
 from zai_proxy.capacity import Capacity
 from zai_proxy.disconnect import DisconnectWatcher
 from zai_proxy.errors import error_body
 from zai_proxy.metrics import Exporter, Metrics
-from zai_proxy.proxy import Pipeline
+from zai_proxy.proxy import PROXIED_METHODS, Pipeline, ProxiedFirst
 from zai_proxy.retry import RetryPolicy
 from zai_proxy.routes import family_for_path
 from zai_proxy.state import ProxyState, cancellable_wait
-
-PROXIED_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-
 
 def create_app(config: config_module.Config | None = None, *,
                registry: CollectorRegistry | None = None, wait=cancellable_wait) -> Flask:
@@ -36,7 +33,7 @@ def create_app(config: config_module.Config | None = None, *,
                               config.variant).set(1)
 
     state = ProxyState(
-        config=config, metrics=metrics, session=upstream.make_session(config),
+        config=config, metrics=metrics, upstream=upstream.Upstream(config),
         capacity=Capacity(config.max_in_flight_per_process, config.max_workers, metrics),
         watcher=DisconnectWatcher(), request_log=logs.RequestLog(config.variant),
         retry_policy=RetryPolicy(config.max_retries, config.retry_backoff_base,
@@ -46,7 +43,7 @@ def create_app(config: config_module.Config | None = None, *,
         from zai_proxy.ratelimit import RateLimiter
         state.limiter = RateLimiter(config, metrics, worker_processes=config.web_concurrency)
     if config.token_counting_enabled:
-        from zai_proxy.counting import TokenAccounting
+        from zai_proxy.tokens import TokenAccounting
         state.tokens = TokenAccounting(config, metrics)
     if config.quota_poll_enabled:
         from zai_proxy.quota import QuotaSupervisor
@@ -64,25 +61,21 @@ def create_app(config: config_module.Config | None = None, *,
     pipeline = Pipeline(state)
 
     def proxied(rest: str = ""):
-        return pipeline.handle(request.path)
+        return pipeline.handle(request)
 
-    app.add_url_rule("/", "proxied_root", proxied, methods=PROXIED_METHODS)
-    app.add_url_rule("/<path:rest>", "proxied", proxied, methods=PROXIED_METHODS)
+    app.add_url_rule("/", "proxied_root", proxied, methods=list(PROXIED_METHODS))
+    app.add_url_rule("/<path:rest>", "proxied", proxied, methods=list(PROXIED_METHODS))
+    app.wsgi_app = ProxiedFirst(app.wsgi_app, pipeline)
 
     # What the catch-all route cannot match (e.g. a control character in the path) and wrong
     # methods on service endpoints still answer in the caller's family format.
-    @app.errorhandler(404)
-    def not_found(_exc):
-        message = "No route for this path. Use /v1/chat/completions (OpenAI), /v1/messages " \
-                  "(Anthropic) or Z.AI's own /api/... paths."
-        return (error_body(family_for_path(request.path), 404, message, "unknown_route"),
-                404, {"Content-Type": "application/json"})
+    def family_error(exc: errors.ProxyError):
+        return (error_body(family_for_path(request.path), exc.status, exc.message, exc.code),
+                exc.status, {"Content-Type": "application/json"})
 
-    @app.errorhandler(405)
-    def method_not_allowed(_exc):
-        message = f"Method {request.method} is not allowed on {request.path}."
-        return (error_body(family_for_path(request.path), 405, message, "method_not_allowed"),
-                405, {"Content-Type": "application/json"})
+    app.register_error_handler(404, lambda _exc: family_error(errors.unknown_route()))
+    app.register_error_handler(405, lambda _exc: family_error(
+        errors.method_not_allowed(request.method, request.path)))
 
     return app
 

@@ -18,13 +18,13 @@ from prometheus_client import CollectorRegistry
 os.environ.setdefault("TIKTOKEN_CACHE_DIR",
                       str(Path(__file__).resolve().parent.parent / ".cache" / "tiktoken"))
 
-from zai_proxy import accounting  # noqa: E402
-from zai_proxy.accounting import UsageAccountant, prepare_request  # noqa: E402
+from zai_proxy.tokens import accountant as accountant_module  # noqa: E402
+from zai_proxy.tokens.accountant import UsageAccountant, prepare_request  # noqa: E402
 from zai_proxy.metrics import Metrics  # noqa: E402
 from zai_proxy.pricing import PriceTable  # noqa: E402
 from zai_proxy.sse import Event, SSEParser  # noqa: E402
 from zai_proxy.streaming import plain_events, through_accountant  # noqa: E402
-from zai_proxy.tokens import TokenCounter  # noqa: E402
+from zai_proxy.tokens.counter import TokenCounter  # noqa: E402
 
 SHANGHAI = timezone(timedelta(hours=8))
 OFF_PEAK = datetime(2025, 1, 15, 10, 0, tzinfo=SHANGHAI).timestamp()
@@ -356,7 +356,7 @@ def test_openai_disconnect_counts_the_partial_output(make, registry, send):
 
 
 def test_long_streams_are_digested_without_changing_the_count(make, registry, send, monkeypatch):
-    monkeypatch.setattr(accounting, "PENDING_DIGEST_CHARS", 500)
+    monkeypatch.setattr(accountant_module, "PENDING_DIGEST_CHARS", 500)
     acct = make()
     chunks = [oa_chunk(word) for word in ("Hello", " there", " friend") * 50]
     send(acct, b"".join(chunks) + DONE)

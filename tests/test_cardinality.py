@@ -16,7 +16,7 @@ The bound, per label (docs/architecture.md):
   model        MODEL_LABELS, or `other`
   client       source-00 … source-63
   code         the known Z.AI business codes, or `other`
-  error_type   an HTTP status, or one of six failure kinds
+  error_type   an HTTP status, or one of the named failure kinds
 So the number of series does not depend on how many distinct paths, models or clients there are:
 the second half of the traffic, all of it new random values, only adds the few label combinations
 (say OPTIONS × other × 400) that the first half happened not to meet, never one per value.
@@ -50,8 +50,10 @@ MAX_SAMPLES = 4000
 MAX_NEW_IN_SECOND_HALF = 150
 PROXIED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 MODEL_LABELS = ("glm-4.7", "glm-4.6", "glm-4.5-air")
-ERROR_TYPES = {"upstream_connection", "upstream_timeout", "truncated_response", "empty_streaming",
-               "read_error", "write_error"}
+ERROR_TYPES = {"upstream_refused", "upstream_dns", "upstream_tls", "upstream_connect_timeout",
+               "upstream_unreachable", "upstream_reset", "upstream_protocol", "upstream_connection",
+               "upstream_timeout", "truncated_response", "empty_streaming", "read_error",
+               "write_error"}
 # Upstream answers mixed into the model traffic: Z.AI errors with random business codes and bare
 # statuses, so the `code`, `class`, `status_code` and `error_type` labels see unknown values too.
 UPSTREAM_STATUSES = (400, 401, 403, 404, 409, 422, 500, 502, 503, 504)

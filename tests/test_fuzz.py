@@ -38,12 +38,12 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR",
                       str(Path(__file__).resolve().parent.parent / ".cache" / "tiktoken"))
 
 from zai_proxy import zai_errors  # noqa: E402
-from zai_proxy.accounting import DIRECTIONS, UsageAccountant, prepare_request  # noqa: E402
+from zai_proxy.tokens.accountant import DIRECTIONS, UsageAccountant, prepare_request  # noqa: E402
 from zai_proxy.metrics import Metrics  # noqa: E402
 from zai_proxy.pricing import PriceTable  # noqa: E402
 from zai_proxy.routes import family_for_path  # noqa: E402
 from zai_proxy.sse import Event, SSEParser  # noqa: E402
-from zai_proxy.tokens import TokenCounter  # noqa: E402
+from zai_proxy.tokens.counter import TokenCounter  # noqa: E402
 
 PROFILE = os.environ.get("ZAI_PROXY_FUZZ", "fast")
 if PROFILE not in ("fast", "long"):

@@ -122,8 +122,8 @@ def test_unreachable_upstream_is_502(start_proxy, tmp_path):
                         RATE_LIMIT_ENABLED="false")
     response = requests.post(proxy.url + "/v1/chat/completions",
                              json={"model": "glm-4.7", "messages": []})
-    _openai_error(response, 502, "upstream_connection")
-    assert proxy.value("zai_proxy_upstream_errors_total", error_type="upstream_connection") == 1
+    assert "connection was refused" in _openai_error(response, 502, "upstream_connection")["message"]
+    assert proxy.value("zai_proxy_upstream_errors_total", error_type="upstream_refused") == 1
 
 
 def test_silent_upstream_is_504_after_the_idle_timeout(start_proxy, fake_zai):

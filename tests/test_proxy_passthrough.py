@@ -197,3 +197,35 @@ def test_upstream_connections_are_pooled_and_reused(proxy, fake_zai):
                 if c.raddr and c.raddr.port == upstream_port]
     # Twenty sequential requests, one kept-alive upstream connection.
     assert len(upstream) == 1 and upstream[0].status == psutil.CONN_ESTABLISHED
+
+
+def test_api_paths_skip_flask_only_where_its_routes_would_call_the_pipeline():
+    # ProxiedFirst hands /v1/… and /api/… straight to the pipeline; that must never take a
+    # request that Flask's own routes would have given to another endpoint or refused.
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.test import create_environ
+
+    import app as app_module
+    from zai_proxy import config
+    from zai_proxy.proxy import PROXIED_METHODS, ProxiedFirst
+    settings = {"ZAI_API_KEY": "k" * 16, "ZAI_BASE_URL": "http://127.0.0.1:9",
+                "RATE_LIMIT_STATE_FILE": "", "RATE_LIMIT_ENABLED": "false"}
+    app = app_module.create_app(config.load(settings))
+    adapter = app.url_map.bind("localhost")
+    paths = ["/v1/chat/completions", "/v1/messages", "/v1/", "/v1//x", "/v1/a\nb", "/v1/a\tb",
+             "/api/paas/v4/chat/completions", "/api/", "/api/anthropic/v1/messages", "/metrics",
+             "/livez", "/readyz", "/health", "/admin/reset-rate-limit", "/", "//v1/x", "/v1",
+             "/api", "/nope", "/v2/x"]
+    taken = 0
+    for method in (*PROXIED_METHODS, "TRACE", "CONNECT", "FOO"):
+        for path in paths:
+            environ = create_environ("/", method=method)
+            environ["PATH_INFO"] = path        # as a server passes it, control bytes included
+            try:
+                endpoint = adapter.match(path, method=method)[0]
+            except HTTPException:
+                endpoint = None
+            if ProxiedFirst.takes(environ):
+                taken += 1
+                assert endpoint == "proxied", (method, path)
+    assert taken >= 50

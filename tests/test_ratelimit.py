@@ -18,7 +18,7 @@ from zai_proxy import admission, controller
 from zai_proxy.config import Config
 from zai_proxy.controller import Counts, Settings, State, evaluate
 from zai_proxy.metrics import Metrics
-from zai_proxy.ratelimit import RateLimiter, bucket_for, source_key
+from zai_proxy.ratelimit import NoRateLimiter, RateLimiter, bucket_for, source_key
 
 S = Settings(initial=10, minimum=1, maximum=50, alpha=0.3, margin=0.02, probe_interval=10,
              window=30)
@@ -175,7 +175,9 @@ def test_every_adjustment_direction_is_exported_at_zero_from_the_start(tmp_path)
     for direction in ("increase", "decrease", "probe"):
         assert (f'zai_proxy_rate_limit_adjustments_total{{direction="{direction}",variant="test"}} 0.0'
                 in text), text
-    _, off = make(tmp_path, rate_limit_enabled=False)
+    # Rate limiting off: the pipeline holds a NoRateLimiter, and nothing creates the series.
+    off = Metrics("test", CollectorRegistry())
+    NoRateLimiter()
     assert "zai_proxy_rate_limit_adjustments_total{" not in generate_latest(off.registry).decode()
 
 
@@ -268,9 +270,9 @@ def test_cancelled_before_admission(tmp_path):
     assert limiter.snapshot()["queued"] == 0
 
 
-def test_disabled_admits_everything(tmp_path):
-    limiter, _ = make(tmp_path, rate_limit_enabled=False, rate_limit_initial=1)
-    assert all(limiter.acquire("x", threading.Event()).ok for _ in range(20))
+def test_disabled_admits_everything():
+    limiter = NoRateLimiter()
+    assert all(limiter.admit("x", None, threading.Event()).ok for _ in range(20))
     limiter.observe("frequency_429")
     assert limiter.snapshot() == {"enabled": False}
 

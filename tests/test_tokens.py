@@ -18,7 +18,7 @@ os.environ.setdefault("TIKTOKEN_CACHE_DIR",
 
 from zai_proxy.config import ConfigError  # noqa: E402
 from zai_proxy.metrics import Metrics  # noqa: E402
-from zai_proxy.tokens import TokenCounter, estimate_chars  # noqa: E402
+from zai_proxy.tokens.counter import TokenCounter, estimate_chars  # noqa: E402
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",

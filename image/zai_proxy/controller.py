@@ -4,14 +4,13 @@ Every RATE_LIMIT_WINDOW (30 s) of traffic is judged by its share of frequency 42
 1313 and unclassified 429s; concurrency and quota answers say nothing about the rate):
 
 - bad, share > 5 %: ceiling ← α·rate + (1−α)·ceiling (EWMA), then
-  rate ← min(rate, ceiling)·(1 − margin). Taking the min is the fix for the original's quirk where
-  a bad window *below* the hold point raised the rate to the hold point: a bad window now never
-  raises the rate, it lowers it by at least the margin.
+  rate ← min(rate, ceiling)·(1 − margin). Taking the min means a bad window never raises the
+  rate, not even *below* the hold point: it lowers it by at least the margin.
 - clean, share < 1 %: below the hold point ceiling·(1 − margin) the rate steps half-way up to it
   (at least 0.25 req/s); at the hold point, every RATE_LIMIT_PROBE_INTERVAL clean windows it
   probes to ceiling·(1 + margin). A probe window that stays clean raises the ceiling to the
   probed rate and probes again at once with a doubled step (2 %, 4 %, 8 % … capped at 25 % per
-  window), so upward discovery is no longer capped at ceiling + 2 %.
+  window), so upward discovery is not capped at ceiling + 2 %.
 - in between (1 % to 5 %, both edges included): hold; a probe that lands here returns to the
   hold point.
 

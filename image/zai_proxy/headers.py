@@ -45,7 +45,9 @@ def upstream_request_headers(client_headers, family: str, config: Config,
     return out
 
 
-def client_response_headers(upstream_headers) -> list[tuple[str, str]]:
-    extra = _connection_listed(upstream_headers)
-    return [(name, value) for name, value in upstream_headers.items()
+def client_response_headers(fields, connection: str = "") -> list[tuple[str, str]]:
+    """The (name, value) `fields` of an upstream answer that are relayed to the client, given
+    the answer's Connection header (the fields it lists are hop-by-hop too)."""
+    extra = {token.strip().lower() for token in connection.split(",") if token.strip()}
+    return [(name, value) for name, value in fields
             if name.lower() not in _DROP_RESPONSE and name.lower() not in extra]

@@ -32,7 +32,7 @@ def readyz():
 
 @bp.get("/health")
 def health():
-    """Always 200, like the original: the body says what state the proxy is in."""
+    """Always 200: the body says what state the proxy is in."""
     state = _state()
     config = state.config
     status = "draining" if state.capacity.draining else "ok"
@@ -44,6 +44,6 @@ def health():
         in_flight=state.capacity.in_flight,
         max_in_flight=state.capacity.limit,
         token_counting=config.token_counting_enabled,
-        rate_limit=state.limiter.snapshot() if state.limiter else {"enabled": False},
-        quota=state.quota.snapshot() if state.quota else {"enabled": False},
+        rate_limit=state.limiter.snapshot(),
+        quota=state.quota.snapshot(),
     )

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 
 from gunicorn import glogging
-
-
 
 # Secrets of this process (Z.AI key, client keys, admin token), set by setup(). Nothing should
 # ever log them; this is the second line of defence, for an exception message that quotes one.
@@ -20,27 +19,34 @@ _SECRETS: tuple[str, ...] = ()
 REDACTED = "[redacted]"
 
 
+# The handler setup() installed: request lines are written to it directly.
+_HANDLER: logging.StreamHandler | None = None
+
+
+def render(created: float, level: str, logger: str, msg: str, fields: dict | None = None,
+           exc: str | None = None) -> str:
+    """One JSON log line (without its newline), secrets redacted."""
+    line = {"ts": round(created, 3), "level": level, "logger": logger, "msg": msg}
+    if fields:
+        line.update(fields)
+    if exc:
+        line["exc"] = exc
+    text = json.dumps(line, default=str)
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        line = self._format(record)
-        for secret in _SECRETS:
-            if secret in line:
-                line = line.replace(secret, REDACTED)
-        return line
-
-    def _format(self, record: logging.LogRecord) -> str:
-        line = {"ts": round(record.created, 3), "level": record.levelname.lower(),
-                "logger": record.name, "msg": record.getMessage()}
-        fields = getattr(record, "fields", None)
-        if fields:
-            line.update(fields)
-        if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        return render(record.created, record.levelname.lower(), record.name,
+                      record.getMessage(), getattr(record, "fields", None), exc)
 
 
 def setup(level: str, secrets=()) -> None:
-    global _SECRETS
+    global _SECRETS, _HANDLER
     # Longest first, so a key that contains another is redacted whole.
     _SECRETS = tuple(sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True))
     handler = logging.StreamHandler(sys.stdout)
@@ -48,6 +54,7 @@ def setup(level: str, secrets=()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    _HANDLER = handler
 
 
 class RequestLog:
@@ -70,7 +77,19 @@ class RequestLog:
             fields["ttfb_ms"] = round((exchange.first_byte_at - exchange.started) * 1000, 2)
         if exchange.usage:
             fields["usage"] = exchange.usage
-        self._log.info("request", extra={"fields": fields})
+        handler = _HANDLER
+        if handler is None or handler not in logging.root.handlers:
+            self._log.info("request", extra={"fields": fields})
+            return
+        # The same line the logging module would write, without a LogRecord and the handler
+        # chain: this runs once per request.
+        text = render(time.time(), "info", "zai_proxy.request", "request", fields)
+        with handler.lock:
+            try:
+                handler.stream.write(text + "\n")
+                handler.stream.flush()
+            except (OSError, ValueError):
+                pass    # stdout is gone (closed pipe): there is nowhere left to write
 
 
 class GunicornLogger(glogging.Logger):

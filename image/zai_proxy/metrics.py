@@ -52,6 +52,10 @@ class Metrics:
         self.variant = variant
         self.registry = registry
         self._models = frozenset(model_labels)
+        # Labelled children of the per-request families, looked up once per label set (the
+        # sets are bounded): prometheus_client's labels() takes a lock and builds tuples.
+        self._answered: dict[tuple, tuple] = {}
+        self._request_sizes: dict[tuple, object] = {}
         v = ("variant",)
 
         def counter(name, doc, labels=()):
@@ -63,14 +67,14 @@ class Metrics:
         def gauge(name, doc, mode, labels=()):
             return Gauge(name, doc, labels + v, registry=registry, multiprocess_mode=mode)
 
-        # Requests (the seed's families)
+        # Requests
         self.requests = counter("zai_proxy_requests", "Requests answered by the proxy.",
                                 ("method", "path", "status_code"))
         self.duration = histogram("zai_proxy_request_duration_seconds",
                                   "Time from request to the last byte sent, streams included.",
                                   ("method", "path", "status_code"), DURATION_BUCKETS)
-        self.request_size = histogram("zai_proxy_request_size_bytes", "Request body size.",
-                                      ("method", "path"), SIZE_BUCKETS)
+        self.request_sizes = histogram("zai_proxy_request_size_bytes", "Request body size.",
+                                       ("method", "path"), SIZE_BUCKETS)
         self.response_size = histogram("zai_proxy_response_size_bytes",
                                        "Response body size as sent to the client.",
                                        ("method", "path", "status_code"), SIZE_BUCKETS)
@@ -177,10 +181,23 @@ class Metrics:
         return "other"
 
     def count_request(self, method, path, status, seconds, sent_bytes):
-        status = str(status)
-        self.requests.labels(method, path, status, self.variant).inc()
-        self.duration.labels(method, path, status, self.variant).observe(seconds)
-        self.response_size.labels(method, path, status, self.variant).observe(sent_bytes)
+        key = (method, path, status)
+        children = self._answered.get(key)
+        if children is None:
+            labels = (method, path, str(status), self.variant)
+            children = self._answered[key] = (self.requests.labels(*labels),
+                                               self.duration.labels(*labels),
+                                               self.response_size.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
+        children[2].observe(sent_bytes)
+
+    def request_size(self, method, path, size: int) -> None:
+        child = self._request_sizes.get((method, path))
+        if child is None:
+            child = self._request_sizes[(method, path)] = self.request_sizes.labels(
+                method, path, self.variant)
+        child.observe(size)
 
     def upstream_error(self, error_type) -> None:
         self.upstream_errors.labels(str(error_type), self.variant).inc()

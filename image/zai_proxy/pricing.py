@@ -1,8 +1,8 @@
 """Price table (USD per 1M tokens) and Z.AI's peak/off-peak pricing tier.
 
 Peak is 14:00-18:00 Asia/Shanghai (UTC+8 all year, no DST), when prices count double. The tier is
-computed from the UTC timestamp with a fixed +8 h offset: the original used a fixed UTC-5 for
-"02:00-06:00 ET" and drifted by an hour every US summer.
+computed from the UTC timestamp with a fixed +8 h offset, so it never drifts with anyone's
+daylight saving time.
 
 TOKEN_PRICES (JSON `{model: {input, output, cache_read, cache_write}}`) is merged over the
 built-in rows, so one model can be re-priced without restating the others. In a user row `input`

@@ -18,6 +18,7 @@ shows a window at 100 %, so the proxy answers 429 at once instead of spending up
 stale or missing sample never blocks traffic.
 
 The key is sent to the quota endpoint only: it is never logged, returned or put in /health.
+With QUOTA_POLL_ENABLED=false the pipeline holds a `NoQuota` instead.
 """
 
 from __future__ import annotations
@@ -275,3 +276,16 @@ class QuotaSupervisor:
         exhausted = self.exhausted()
         block["exhausted_for_seconds"] = round(exhausted, 3) if exhausted is not None else None
         return block
+
+
+class NoQuota:
+    """Quota polling off: nothing is polled, nothing is ever exhausted."""
+
+    def exhausted(self) -> float | None:
+        return None
+
+    def snapshot(self) -> dict:
+        return {"enabled": False}
+
+    def stop(self) -> None:
+        pass

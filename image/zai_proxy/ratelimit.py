@@ -1,8 +1,11 @@
 """Adaptive rate limiting: the entry point the request pipeline uses.
 
-    limiter.acquire(source, cancel)   before every upstream attempt (retries too)
-    limiter.observe(outcome)          after every finished attempt
-    limiter.reset() / snapshot()      admin reset and the /health block
+    limiter.admit(peer, forwarded_for, cancel)   before every upstream attempt (retries too)
+    limiter.observe(outcome)                     after every finished attempt
+    limiter.reset() / snapshot()                 admin reset and the /health block
+
+With RATE_LIMIT_ENABLED=false the pipeline holds a `NoRateLimiter` instead, which admits every
+attempt at once and learns nothing.
 
 The pieces: `admission.FairQueue` (per-source fairness, cancellation, max wait),
 `admission.Budget` (the global rate, enforced with `limits`), `controller` (the window arithmetic
@@ -107,7 +110,6 @@ class RateLimiter:
                  storage_retry_interval: float = STORAGE_RETRY_INTERVAL):
         self.config = config
         self.metrics = metrics
-        self.enabled = config.rate_limit_enabled
         self.settings = controller.Settings.from_config(config)
         self._clock, self._wall = clock, wall
         self._retry_interval = storage_retry_interval
@@ -137,7 +139,7 @@ class RateLimiter:
             self._remote_store = RedisStore(storage.get_connection(), namespace, self.settings,
                                             config.rate_limit_state_max_age, clock)
             self._remote(lambda: self._remote_store.seed(start, wall()))
-        elif self.workers > 1 and self.enabled:
+        elif self.workers > 1:
             log.warning("RATE_LIMIT_STORAGE_URI=memory:// with %d worker processes: the rate "
                         "budget is divided between them (each enforces 1/%d of the rate); set "
                         "RATE_LIMIT_STORAGE_URI=redis://… to share one budget and one learned "
@@ -146,11 +148,16 @@ class RateLimiter:
         if self.enabled:
             metrics.rate_limiter_started()
 
+    enabled = True
+
     # Public interface -----------------------------------------------------------------------
+    def admit(self, peer: str, forwarded_for: str | None, cancel: threading.Event) -> Admission:
+        """acquire() for a client known by its peer address and its X-Forwarded-For."""
+        source = source_key(peer, forwarded_for, self.config.trusted_proxy_cidrs)
+        return self.acquire(source, cancel)
+
     def acquire(self, source: str, cancel: threading.Event) -> Admission:
         bucket = bucket_for(source)
-        if not self.enabled:
-            return Admission(True, 0.0, None, bucket)
         self.tick()
         rate = self._process_rate(self._rate_seen)
         outcome, waited, retry_after = self._queue.acquire(
@@ -164,8 +171,6 @@ class RateLimiter:
         return Admission(False, waited, None, bucket)
 
     def observe(self, outcome: str) -> None:
-        if not self.enabled:
-            return
         if outcome not in controller.OUTCOMES:
             raise ValueError(f"unknown outcome {outcome!r}")
         window_id = self._window_id()
@@ -176,8 +181,6 @@ class RateLimiter:
 
     def tick(self) -> None:
         """Judge windows that have ended, and pick up state changed by other processes."""
-        if not self.enabled:
-            return
         now_id = self._window_id()
         def judge(state, counts):
             return controller.evaluate(state, counts, self.settings)
@@ -214,8 +217,6 @@ class RateLimiter:
         log.info("rate limit reset to RATE_LIMIT_INITIAL=%s req/s", state.rate)
 
     def snapshot(self) -> dict:
-        if not self.enabled:
-            return {"enabled": False}
         self.tick()
         state = self._state()
         window_id = self._window_id()
@@ -311,6 +312,25 @@ class RateLimiter:
             log.info("rate-limit storage (%s) is back: shared budget and state in use again",
                      self.storage_kind)
         return result
+
+
+class NoRateLimiter:
+    """Rate limiting off: every attempt is admitted at once, nothing is learned or exported."""
+
+    enabled = False
+    _ADMITTED = Admission(True, 0.0, None, 0)
+
+    def admit(self, peer: str, forwarded_for: str | None, cancel) -> Admission:
+        return self._ADMITTED
+
+    def observe(self, outcome: str) -> None:
+        pass
+
+    def snapshot(self) -> dict:
+        return {"enabled": False}
+
+    def close(self) -> None:
+        pass
 
 
 def _redis_errors() -> tuple:

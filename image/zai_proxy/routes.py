@@ -6,8 +6,9 @@ import dataclasses
 import re
 from urllib.parse import quote
 
+from . import errors
 from .config import Config
-from .errors import ANTHROPIC, OPENAI, ProxyError
+from .errors import ANTHROPIC, OPENAI
 
 # Route templates used as the `path` label; anything else is "other" so that random paths
 # cannot grow the series count.
@@ -51,8 +52,7 @@ def family_for_path(path: str) -> str:
 
 def _check_segments(rest: str) -> None:
     if _UNSAFE_SEGMENT.search(rest) or "\\" in rest or any(ord(c) < 0x20 for c in rest):
-        raise ProxyError(400, "The request path contains '.', '..', a backslash or a control "
-                         "character; such paths are refused.", "invalid_path")
+        raise errors.invalid_path()
 
 
 def resolve(config: Config, path: str) -> Route:
@@ -72,5 +72,4 @@ def resolve(config: Config, path: str) -> Route:
         url = config.zai_base_url + "/api/" + quote(rest, safe=_SAFE_CHARS)
         endpoint_tail = rest.split("/v4/", 1)[-1] if family == OPENAI else rest.split("/v1/", 1)[-1]
         return Route(family, url, path_label(path), endpoint_tail in JSON_ENDPOINTS)
-    raise ProxyError(404, f"No route for {path!r}. Use /v1/chat/completions (OpenAI), "
-                     "/v1/messages (Anthropic) or Z.AI's own /api/... paths.", "unknown_route")
+    raise errors.unknown_route(path)

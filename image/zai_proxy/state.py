@@ -1,4 +1,9 @@
-"""Everything one worker process shares between requests, built once by create_app()."""
+"""Everything one worker process shares between requests, built once by create_app().
+
+Optional features (rate limiting, token counting, the quota poller) start as their do-nothing
+objects, with the same interface as the real ones; create_app() replaces those that are enabled.
+The pipeline therefore never asks whether a feature is on.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,16 @@ import dataclasses
 import threading
 from typing import Callable
 
-import requests
-
 from .capacity import Capacity
 from .config import Config
 from .disconnect import DisconnectWatcher
 from .logs import RequestLog
 from .metrics import Metrics
+from .quota import NoQuota
+from .ratelimit import NoRateLimiter
+from .retry import RetryPolicy
+from .tokens import NoTokenAccounting
+from .upstream import Upstream
 
 
 def cancellable_wait(seconds: float, cancel: threading.Event) -> bool:
@@ -24,12 +32,12 @@ def cancellable_wait(seconds: float, cancel: threading.Event) -> bool:
 class ProxyState:
     config: Config
     metrics: Metrics
-    session: requests.Session
+    upstream: Upstream
     capacity: Capacity
     watcher: DisconnectWatcher
     request_log: RequestLog
-    retry_policy: object
-    limiter: object | None = None
-    tokens: object | None = None
-    quota: object | None = None
+    retry_policy: RetryPolicy
+    limiter: object = dataclasses.field(default_factory=NoRateLimiter)
+    tokens: object = dataclasses.field(default_factory=NoTokenAccounting)
+    quota: object = dataclasses.field(default_factory=NoQuota)
     wait: Callable[[float, threading.Event], bool] = cancellable_wait

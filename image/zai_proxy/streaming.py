@@ -2,8 +2,10 @@
 
 Bytes are forwarded up to the last complete event boundary, so the client always receives whole
 events: when the upstream fails mid-stream, the proxy can end the stream with a well-formed error
-event in the family's format instead of a half event. With token counting on, each event also
-goes through the accountant, which may drop the usage-only chunk the client did not ask for.
+event in the family's format instead of a half event. How upstream reads become whole events is
+the request's accountant's choice: `WholeEvents` cuts at the last boundary; with token counting
+on, `AccountedEvents` also hands each event to the accountant, which may drop the usage-only
+chunk the client did not ask for.
 """
 
 from __future__ import annotations
@@ -11,12 +13,9 @@ from __future__ import annotations
 import logging
 import time
 
-from requests.exceptions import RequestException
-from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import ReadTimeoutError
-
-from . import upstream
+from . import answers, errors
 from .errors import stream_error_event
+from .upstream import TransportError
 
 log = logging.getLogger("zai_proxy.streaming")
 
@@ -48,15 +47,49 @@ def through_accountant(parser, accountant, chunk: bytes) -> bytes:
     return b"".join(event.raw for event in parser.feed(chunk) if accountant.on_event(event))
 
 
+class WholeEvents:
+    """Upstream reads regrouped into whole events; a partial one waits for the next read."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self):
+        self.pending = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        pending = self.pending + chunk if self.pending else chunk
+        cut = complete_prefix_length(pending)
+        self.pending = pending[cut:]
+        return pending[:cut]
+
+    def tail(self) -> bytes:
+        return self.pending
+
+
+class AccountedEvents:
+    """Whole events, each read by the request's accountant on its way to the client."""
+
+    __slots__ = ("parser", "accountant")
+
+    def __init__(self, accountant):
+        from .sse import SSEParser
+        self.parser = SSEParser()
+        self.accountant = accountant
+
+    def feed(self, chunk: bytes) -> bytes:
+        return through_accountant(self.parser, self.accountant, chunk)
+
+    def tail(self) -> bytes:
+        return self.parser.flush()
+
+
 class StreamRelay:
     """The WSGI body iterator of one streamed answer; `exchange` records how it ended."""
 
-    def __init__(self, exchange, response, first_chunk: bytes, accountant=None, parser=None):
+    def __init__(self, exchange, answer, first_chunk: bytes):
         self.exchange = exchange
-        self.response = response
+        self.answer = answer
         self.first_chunk = first_chunk
-        self.accountant = accountant
-        self.parser = parser
+        self.events = exchange.accountant.stream_events()
 
     def __iter__(self):
         exchange = self.exchange
@@ -70,61 +103,40 @@ class StreamRelay:
                     yield piece
             completed = True
         finally:
-            self.response.close()
+            self.answer.close()
             if not completed and exchange.outcome == "ok":
                 # The generator was closed early: the client stopped reading.
                 exchange.outcome = "client_gone"
-            if self.accountant is not None:
-                exchange.usage = self.accountant.finish(
-                    disconnected=exchange.outcome == "client_gone")
+            exchange.usage = exchange.accountant.finish(
+                disconnected=exchange.outcome == "client_gone")
 
     def _pieces(self):
         """Upstream bytes regrouped into whole events; ends with an error event on failure."""
-        pending = self.first_chunk
-        chunk = self.first_chunk
+        events, chunk = self.events, self.first_chunk
         while True:
-            if self.parser is not None:
-                out = through_accountant(self.parser, self.accountant, chunk)
-            else:
-                cut = complete_prefix_length(pending)
-                out, pending = pending[:cut], pending[cut:]
-            yield out
+            yield events.feed(chunk)
             try:
-                chunk = upstream.read_some(self.response)
-            except (ReadTimeoutError, Urllib3Error, RequestException, OSError) as exc:
-                yield self._failed(exc)
+                chunk = self.answer.read_some()
+            except TransportError as failure:
+                yield self._failed(failure.kind)
                 return
             if not chunk:
                 # The connection is back in urllib3's pool: it is no longer ours to cut.
                 self.exchange.inflight.forget_upstream()
-                tail = self.parser.flush() if self.parser is not None else pending
-                if tail and not tail.endswith((b"\n", b"\r")):
-                    yield self._cut()     # the upstream stopped in the middle of a line
-                    return
-                # A last event without its blank line is passed on as it is (byte exactness).
-                yield tail
+                tail = events.tail()
+                failure = answers.stream_end(tail)
+                yield self._failed(failure) if failure else tail
                 return
-            if self.parser is None:
-                pending += chunk
 
-    def _cut(self) -> bytes:
-        """Half an event is garbage to every SSE parser: drop it and end with an error event."""
+    def _failed(self, kind: str) -> bytes:
+        """Half an event is garbage to every SSE parser: what the upstream failed to finish is
+        dropped, and the stream ends with an error event in the family's format."""
         exchange = self.exchange
-        exchange.outcome = "truncated_response"
-        exchange.metrics.upstream_error("truncated_response")
-        return stream_error_event(exchange.family, "The upstream ended the stream in the middle "
-                                  "of an event.", "truncated_response")
-
-    def _failed(self, exc) -> bytes:
-        exchange = self.exchange
-        if exchange.inflight.cancel.is_set():
+        if kind != errors.TRUNCATED and exchange.inflight.cancel.is_set():
             exchange.outcome = "client_gone"
             return b""
-        timed_out = isinstance(exc, ReadTimeoutError) or "timed out" in str(exc)
-        kind = "upstream_timeout" if timed_out else "read_error"
         exchange.outcome = kind
         exchange.metrics.upstream_error(kind)
-        log.warning("upstream stream failed after %d bytes: %s", exchange.sent_bytes, kind)
-        message = ("The upstream stopped sending for longer than UPSTREAM_READ_TIMEOUT."
-                   if timed_out else "The upstream connection broke in the middle of the stream.")
-        return stream_error_event(exchange.family, message, kind)
+        if kind != errors.TRUNCATED:
+            log.warning("upstream stream failed after %d bytes: %s", exchange.sent_bytes, kind)
+        return stream_error_event(exchange.family, errors.stream_failure_message(kind), kind)

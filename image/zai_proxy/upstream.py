@@ -1,22 +1,78 @@
-"""Sending one attempt upstream with a pooled `requests` session.
+"""The upstream boundary: one attempt sent, and every transport failure translated here, once.
 
-The connection class records its socket on the current request's InFlight record, so that the
-disconnect watcher can cut a blocked upstream read the moment the client goes away.
+A request's URL is prepared by `requests` (IDNA, percent-encoding; once per distinct URL) and
+the request is sent through the urllib3 connection pool of `requests`' HTTPAdapter, with its
+TLS settings (certifi's CA bundle, verification on). Session.request and HTTPAdapter.send are
+skipped: cookie jars, hooks, environment merging, redirects, header-dict copies and response
+wrapping are nothing a pass-through proxy wants, and skipping them halves the client's CPU per
+call (`make bench`); http.client still validates every header field it sends. Never following
+redirects and never keeping cookies are therefore by construction, and credentials in the URL
+never become an Authorization header.
+
+Whatever the HTTP client raises, sending or reading, leaves this module as a `TransportError`
+whose `kind` names the cause from a bounded set (errors.TRANSPORT_KINDS, or READ_ERROR / TIMEOUT
+once the upstream had answered) and whose `answered` says whether the upstream's status line had
+arrived: once it has, the request was received and may be billing. Nothing past this module looks
+at exception types or texts of the HTTP client.
+
+The connection classes also record each upstream socket on the current request's InFlight
+record, so that the disconnect watcher can cut a blocked upstream read the moment the client
+goes away.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
+import http.client
+import socket
+import ssl
 import threading
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import NameResolutionError, ProtocolError, ReadTimeoutError
 
+from . import errors
 from .config import Config
 from .disconnect import InFlight
 
 _current = threading.local()
+# Retries are the pipeline's business: urllib3 raises the first error as it is. Built once:
+# urllib3 would build the same object from `False` on every call.
+_NO_RETRIES = urllib3.Retry(total=False, redirect=False)
+_UNREACHABLE = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+_RESET = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError,
+          http.client.RemoteDisconnected, http.client.IncompleteRead)
+
+
+class TransportError(Exception):
+    """The upstream could not be talked to: `kind` is the bounded cause, `answered` whether its
+    status line had arrived, `detail` the operating system's or TLS library's words for it
+    (never a URL or a header, so it is safe to log and to show)."""
+
+    def __init__(self, kind: str, answered: bool, detail: str = ""):
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+        self.answered = answered
+        self.detail = detail
+
+    @property
+    def timed_out(self) -> bool:
+        return self.kind == errors.TIMEOUT
+
+
+class _ConnectFailed(Exception):
+    """Raised by our connection classes when connecting (TCP, then TLS) fails, so that a stalled
+    TLS handshake is told apart from a silent upstream. urllib3 lets it through untouched."""
+
+    def __init__(self, cause: BaseException):
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def bind_inflight(inflight: InFlight | None) -> None:
@@ -30,16 +86,36 @@ def _record_socket(conn) -> None:
         inflight.set_upstream_socket(conn.sock)
 
 
-class _TrackedHTTPConnection(HTTPConnection):
+class _Response(http.client.HTTPResponse):
+    """Notes, for this thread, that a status line was read: from then on the upstream has
+    answered, whatever goes wrong with the rest of its head."""
+
+    def _read_status(self):
+        status = super()._read_status()
+        _current.answered = True
+        return status
+
+
+class _Tracked:
+    response_class = _Response
+
+    def connect(self):
+        try:
+            super().connect()
+        except Exception as exc:
+            raise _ConnectFailed(exc) from exc
+
     def getresponse(self, *args, **kwargs):
         _record_socket(self)
         return super().getresponse(*args, **kwargs)
 
 
-class _TrackedHTTPSConnection(HTTPSConnection):
-    def getresponse(self, *args, **kwargs):
-        _record_socket(self)
-        return super().getresponse(*args, **kwargs)
+class _TrackedHTTPConnection(_Tracked, HTTPConnection):
+    pass
+
+
+class _TrackedHTTPSConnection(_Tracked, HTTPSConnection):
+    pass
 
 
 class _TrackedHTTPPool(HTTPConnectionPool):
@@ -59,6 +135,7 @@ class _Adapter(HTTPAdapter):
 
 
 def make_session(config: Config) -> requests.Session:
+    """A plain pooled session, for calls that are not proxied requests (the quota poller)."""
     session = requests.Session()
     # No proxies/netrc from the environment: every call would re-read them, and the upstream
     # is fixed by configuration anyway.
@@ -70,34 +147,154 @@ def make_session(config: Config) -> requests.Session:
     return session
 
 
-def send(session: requests.Session, config: Config, method: str, url: str, headers: dict,
-         body: bytes | None) -> requests.Response:
-    """One attempt. Always streamed: the caller decides how to read the body.
+class Answer:
+    """The upstream's answer: status and headers are in, the body is read on demand.
 
-    The prepared request goes straight to the session's pooled adapter: Session.request's
-    cookie jar, hooks, environment merging and redirect handling are nothing a pass-through
-    proxy wants, and skipping them saves about 120 µs of CPU per call (`make bench`). Never
-    following redirects and never keeping cookies are therefore by construction."""
+    Reading the body to its end hands the connection back to the pool; `close()` before then
+    discards it, so a connection in an unknown state is never reused."""
+
+    __slots__ = ("status", "headers", "_raw")
+
+    def __init__(self, raw: urllib3.HTTPResponse):
+        self._raw = raw
+        self.status = raw.status
+        self.headers = raw.headers      # case-insensitive; repeated fields joined with ", "
+
+    def read_some(self, size: int = 65536) -> bytes:
+        """Whatever bytes have arrived (at most `size`), b"" at the end of the body."""
+        try:
+            return self._raw.read1(size, decode_content=False)
+        except (Urllib3Error, http.client.HTTPException, OSError) as exc:
+            raise translate(exc, answered=True) from None
+
+    def read_all(self) -> bytes:
+        parts = []
+        while True:
+            chunk = self.read_some()
+            if not chunk:
+                return b"".join(parts)
+            parts.append(chunk)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+class Upstream:
+    """Sends attempts to the configured origin over one connection pool."""
+
+    def __init__(self, config: Config):
+        self._adapter = _Adapter(pool_connections=4,
+                                 pool_maxsize=config.max_in_flight_per_process + 4,
+                                 max_retries=0)
+        self._timeout = urllib3.Timeout(connect=config.connect_timeout,
+                                        read=config.read_timeout)
+        self._pool = None
+
+    def send(self, method: str, url: str, headers: dict, body: bytes | None) -> Answer:
+        """One attempt; raises TransportError. The body is left unread for the caller.
+
+        `headers` must not frame the body: Content-Length is set here, as requests would."""
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
+        elif method not in ("GET", "HEAD"):
+            headers["Content-Length"] = "0"
+        pool = self._pool or self._pool_for(url)
+        _current.answered = False
+        try:
+            raw = pool.urlopen(method, _request_target(url), body=body, headers=headers,
+                               retries=_NO_RETRIES, redirect=False, assert_same_host=False,
+                               preload_content=False, decode_content=False,
+                               timeout=self._timeout)
+        except (_ConnectFailed, Urllib3Error, http.client.HTTPException, OSError) as exc:
+            failure = translate(exc, answered=_current.answered)
+            if failure.answered and not failure.timed_out:
+                failure.kind = errors.PROTOCOL   # a status line, then a head that is not HTTP
+            raise failure from None
+        return Answer(raw)
+
+    def _pool_for(self, url: str):
+        # Every upstream URL is on the one configured origin: its pool is looked up once.
+        prepared = requests.PreparedRequest()
+        prepared.prepare_url(url, None)
+        self._pool = self._adapter.get_connection_with_tls_context(prepared, verify=True)
+        return self._pool
+
+    def close(self) -> None:
+        self._adapter.close()
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_target(url: str) -> str:
+    """The request line's target of `url` (path and query), as requests prepares it: IDNA,
+    percent-encoding of what must be encoded. The same URL always prepares the same way, and
+    most requests go to a handful of URLs, so each is prepared once."""
     prepared = requests.PreparedRequest()
-    prepared.prepare(method=method, url=url, headers=headers, data=body)
-    return session.get_adapter(url).send(prepared, stream=True,
-                                         timeout=(config.connect_timeout, config.read_timeout))
+    prepared.prepare_url(url, None)
+    return prepared.path_url
 
 
-def read_some(response: requests.Response, size: int = 65536) -> bytes:
-    """Whatever bytes have arrived (at most `size`), b"" at the end of the body."""
-    return response.raw.read1(size, decode_content=False)
+def translate(exc: BaseException, answered: bool) -> TransportError:
+    """The one place where the HTTP client's exceptions become a cause, read from the innermost
+    error outwards (urllib3 wraps the operating system's error, sometimes twice)."""
+    connecting = isinstance(exc, _ConnectFailed)
+    chain = _chain(exc)
+    detail = _detail(chain)
+    timed_out = any(isinstance(e, (ReadTimeoutError, TimeoutError)) for e in chain)
+    if answered:
+        return TransportError(errors.TIMEOUT if timed_out else errors.READ_ERROR, True, detail)
+    for err in reversed(chain):
+        if isinstance(err, (NameResolutionError, socket.gaierror)):
+            return TransportError(errors.DNS, False, detail)
+        if isinstance(err, (ssl.SSLError, ssl.CertificateError, urllib3.exceptions.SSLError)):
+            return TransportError(errors.TLS, False, detail)
+        if isinstance(err, ConnectionRefusedError):
+            return TransportError(errors.REFUSED, False, detail)
+        if isinstance(err, OSError) and err.errno in _UNREACHABLE:
+            return TransportError(errors.UNREACHABLE, False, detail)
+        if isinstance(err, _RESET):
+            return TransportError(errors.RESET, False, detail)
+        if isinstance(err, http.client.BadStatusLine):
+            return TransportError(errors.PROTOCOL, False, detail)
+    if timed_out:
+        return TransportError(errors.CONNECT_TIMEOUT if connecting else errors.TIMEOUT, False,
+                              detail)
+    return TransportError(errors.CONNECTION, False, detail)
 
 
-def read_all(response: requests.Response, limit: int | None = None) -> bytes:
-    """The whole body (or its first `limit` bytes)."""
-    parts, total = [], 0
-    while True:
-        chunk = read_some(response)
-        if not chunk:
-            break
-        parts.append(chunk)
-        total += len(chunk)
-        if limit is not None and total >= limit:
-            break
-    return b"".join(parts)
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps: causes, contexts, and urllib3's (message, error) arguments."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 16:
+        err = todo.pop(0)
+        if err is None or any(err is s for s in seen):
+            continue
+        seen.append(err)
+        if isinstance(err, _ConnectFailed):
+            todo.append(err.cause)
+        if isinstance(err, ProtocolError):
+            todo.extend(a for a in err.args if isinstance(a, BaseException))
+        todo.extend((err.__cause__, err.__context__))
+    return seen
+
+
+def _detail(chain: list[BaseException]) -> str:
+    """The innermost operating-system or TLS wording, e.g. "Connection refused" or
+    "certificate verify failed: self-signed certificate". urllib3's own messages are left out:
+    they quote the host and the URL."""
+    for err in reversed(chain):
+        if isinstance(err, ssl.SSLCertVerificationError) and err.verify_message:
+            return f"certificate verify failed: {err.verify_message}"
+        if isinstance(err, ssl.SSLError) and err.reason:
+            return str(err.reason).replace("_", " ").lower()
+        if isinstance(err, socket.gaierror) and err.strerror:
+            return err.strerror
+        if isinstance(err, OSError) and err.strerror:
+            return err.strerror
+        if isinstance(err, (TimeoutError, ReadTimeoutError)):
+            return "timed out"
+        if isinstance(err, http.client.RemoteDisconnected):
+            return "closed by the upstream without an answer"
+        if isinstance(err, http.client.BadStatusLine):
+            return "not an HTTP status line"
+    return ""

@@ -127,10 +127,10 @@ def upstream_faults(full: bool) -> list[Fault]:
     large = 5_000_000 if full else 1_000_000
     faults = [
         Fault("connection refused", None,
-              *_both(_error(502, "upstream_connection", "upstream_connection", "network_error")),
+              *_both(_error(502, "upstream_connection", "upstream_refused", "network_error")),
               upstream="closed"),
         Fault("reset before response", "reset_before",
-              *_both(_error(502, "upstream_connection", "upstream_connection", "network_error"))),
+              *_both(_error(502, "upstream_connection", "upstream_reset", "network_error"))),
         Fault("reset mid-response", "reset_mid",
               _error(502, "truncated_response", "truncated_response", "truncated_response"),
               _stream_error("read_error", "read_error"), reference=""),

@@ -33,7 +33,7 @@ def _f8_shaped(before: dict, after: dict, failed: list) -> bool:
     under another request): only connection-level upstream errors, and clients that saw either
     a stream cut by an error event or a 502 after the retries. Anything else stays a plain
     mismatch, so the soak keeps catching other regressions while F8 is open."""
-    f8_types = {"upstream_connection", "read_error", "empty_streaming"}
+    f8_types = {"upstream_connection", "upstream_reset", "read_error", "empty_streaming"}
     grown = set()
     for name, labels in after:
         if name == "zai_proxy_upstream_errors_total":

@@ -1,4 +1,5 @@
-"""Per-request token and cost bookkeeping: the upstream's usage is the truth, estimates are marked.
+"""UsageAccountant: one request's tokens and cost. The upstream's usage is the truth, estimates
+are marked.
 
 Directions and what they mean (the same on both surfaces, so sums across surfaces make sense):
 - `input`: input tokens billed at the full input price, i.e. NOT read from the prompt cache.
@@ -40,9 +41,12 @@ import math
 import threading
 import time
 
-from .pricing import DIRECTIONS, PriceTable, pricing_tier
-from .sse import Event, SSEParser
-from .tokens import estimate_chars
+from ..pricing import DIRECTIONS, PriceTable, pricing_tier
+from ..sse import Event, SSEParser
+from ..streaming import AccountedEvents
+from .counter import estimate_chars
+from .text import LimitedText
+from .walkers import answer_text, event_text
 
 log = logging.getLogger(__name__)
 
@@ -80,77 +84,6 @@ def _count(value) -> int | None:
     return int(value)
 
 
-class _Text:
-    """Generated text kept for a local estimate, up to a character limit; beyond it, only length."""
-
-    def __init__(self, limit: int):
-        self.limit = limit
-        self.parts: list[str] = []
-        self.kept = 0
-        self.overflow = 0
-
-    def add(self, text) -> None:
-        if not isinstance(text, str) or not text:
-            return
-        room = self.limit - self.kept
-        if len(text) <= room:
-            self.parts.append(text)
-            self.kept += len(text)
-        else:
-            if room > 0:
-                self.parts.append(text[:room])
-                self.kept = self.limit
-            self.overflow += len(text) - max(room, 0)
-
-
-def _add_openai_message(text: _Text, message) -> None:
-    if not isinstance(message, dict):
-        return
-    content = message.get("content")
-    if isinstance(content, list):
-        for part in content:
-            if isinstance(part, dict):
-                text.add(part.get("text"))
-    else:
-        text.add(content)
-    text.add(message.get("reasoning_content"))
-    calls = message.get("tool_calls")
-    for call in calls if isinstance(calls, list) else [message.get("function_call")]:
-        function = call.get("function", call) if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            text.add(function.get("name"))
-            text.add(function.get("arguments"))
-
-
-def _add_openai_choices(text: _Text, obj: dict) -> None:
-    choices = obj.get("choices")
-    if isinstance(choices, list):
-        for choice in choices:
-            if isinstance(choice, dict):
-                _add_openai_message(text, choice.get("delta") or choice.get("message"))
-                text.add(choice.get("text"))  # legacy completions
-
-
-def _add_anthropic_block(text: _Text, block) -> None:
-    if not isinstance(block, dict):
-        return
-    text.add(block.get("text"))
-    text.add(block.get("thinking"))
-    text.add(block.get("partial_json"))
-    if block.get("type") == "tool_use":
-        text.add(block.get("name"))
-        if block.get("input"):
-            text.add(json.dumps(block["input"], separators=(",", ":"), ensure_ascii=False))
-
-
-def _add_anthropic_event(text: _Text, obj: dict) -> None:
-    kind = obj.get("type")
-    if kind == "content_block_delta":
-        _add_anthropic_block(text, obj.get("delta"))
-    elif kind == "content_block_start":
-        _add_anthropic_block(text, obj.get("content_block"))
-
-
 class UsageAccountant:
     """One per proxied request while counting is on; used by the request's own thread."""
 
@@ -173,7 +106,7 @@ class UsageAccountant:
         self._pending: list[str | bytes] = []  # streamed data (or whole raw events) not parsed
         self._pending_chars = 0
         limit = counter.max_chars if counter is not None else DEFAULT_TEXT_CHARS
-        self._text = _Text(limit)
+        self._text = LimitedText(limit)
         self._summary: dict | None = None
         self._lock = threading.Lock()
 
@@ -214,12 +147,13 @@ class UsageAccountant:
                 self._response_model = model
 
     # Non-streaming --------------------------------------------------------------------
-    def on_body(self, body: bytes, status: int = 200) -> None:
-        """Read usage from a whole (non-streamed) answer. Never raises, never alters `body`."""
+    def on_body(self, body: bytes, status: int = 200, parsed=None) -> None:
+        """Read usage from a whole (non-streamed) answer, given as bytes and, when the caller
+        already parsed it, as its JSON. Never raises, never alters `body`."""
         try:
             if status >= 400 or not body:
                 return
-            obj = json.loads(body)
+            obj = parsed if parsed is not None else json.loads(body)
             if not isinstance(obj, dict):
                 return
             if self.family == "anthropic":
@@ -255,6 +189,10 @@ class UsageAccountant:
             log.debug("could not read a streamed event", exc_info=True)
         return True
 
+    def stream_events(self) -> AccountedEvents:
+        """How a streamed answer reaches the client: whole events, each read by this accountant."""
+        return AccountedEvents(self)
+
     def on_plain_events(self, raw: bytes) -> None:
         """Whole events known to carry no usage: nothing to read now, so they are kept unsplit,
         for an output estimate at finish should one be needed."""
@@ -268,7 +206,7 @@ class UsageAccountant:
         self._note_model(obj)
         usage = obj.get("usage")
         self._openai_usage(usage)
-        _add_openai_choices(self._text, obj)
+        event_text("openai", obj, self._text)
         if isinstance(usage, dict) and not obj.get("choices"):
             return self.client_wants_usage
         return True
@@ -297,7 +235,6 @@ class UsageAccountant:
 
     def _digest(self) -> None:
         """Parse the kept event data down to its generated text."""
-        add = _add_anthropic_event if self.family == "anthropic" else _add_openai_choices
         for item in self._pending:
             datas = [event.data for event in SSEParser().feed(item)] \
                 if isinstance(item, bytes) else (item,)
@@ -307,7 +244,7 @@ class UsageAccountant:
                 except ValueError:
                     continue  # [DONE], or not JSON
                 if isinstance(obj, dict):
-                    add(self._text, obj)
+                    event_text(self.family, obj, self._text)
         self._pending = []
         self._pending_chars = 0
 
@@ -315,13 +252,8 @@ class UsageAccountant:
     def _output_estimate(self) -> int:
         self._digest()
         if self._body is not None:
-            if self.family == "anthropic":
-                content = self._body.get("content")
-                for block in content if isinstance(content, list) else []:
-                    _add_anthropic_block(self._text, block)
-            else:
-                _add_openai_choices(self._text, self._body)
-        text = "".join(self._text.parts)
+            answer_text(self.family, self._body, self._text)
+        text = self._text.joined()
         counted = self.counter.count_text(text) if self.counter is not None \
             else estimate_chars(len(text))
         return counted + estimate_chars(self._text.overflow)

@@ -1,0 +1,176 @@
+"""One upstream attempt, from sending to its Outcome.
+
+An attempt sends the request, judges what came back (answers.judge) and reads as much of it as
+the decision needs: the whole body of an answer relayed as it came, of a Z.AI error to classify
+and of a 2xx to check; only the first bytes of a stream. Every attempt is counted
+(`zai_proxy_upstream_errors_total`) and reported to the rate limiter. What it does not do is
+wait or try again: its Outcome carries the retry policy's decision, and the pipeline's loop
+acts on it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+from flask import Response
+
+from . import answers, errors, retry, zai_errors
+from .errors import ClientGone, ProxyError
+from .retry import Decision
+from .streaming import StreamRelay
+from .upstream import Answer, TransportError
+
+log = logging.getLogger("zai_proxy.upstream")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """What every attempt of one request sends."""
+    method: str
+    url: str
+    headers: dict
+    body: bytes | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    decision: Decision           # retry.FINAL when the answer is what the client gets
+    answered: bool               # the upstream sent a status line: it received the request
+    response: Response | None = None     # the client's answer, should this attempt be the last
+    error: ProxyError | None = None      # … or the error it gets instead
+
+    def final(self) -> Response:
+        if self.error is not None:
+            raise self.error
+        return self.response
+
+
+def run(state, exchange, call: Call, index: int) -> Outcome:
+    """Attempt number `index` (0-based)."""
+    try:
+        answer = state.upstream.send(call.method, call.url, call.headers, call.body)
+    except TransportError as failure:
+        return _no_answer(state, exchange, failure, index)
+    status = exchange.upstream_status = answer.status
+    if status >= 400:
+        state.metrics.upstream_error(status)
+    how = answers.judge(answer, call.method)
+    if how == answers.CLASSIFIED:
+        return _classified(state, exchange, answer, index)
+    state.limiter.observe("ok" if status < 400 else "error")
+    if how == answers.VERBATIM:
+        return Outcome(retry.FINAL, True, _buffered(answer, _read_verbatim(state, exchange,
+                                                                           answer)))
+    if how == answers.STREAM:
+        return _stream(state, exchange, answer, index)
+    return _whole(state, exchange, answer, index)
+
+
+def _no_answer(state, exchange, failure: TransportError, index: int) -> Outcome:
+    if exchange.inflight.cancel.is_set():
+        raise ClientGone()
+    kind = failure.kind
+    state.metrics.upstream_error(kind)
+    state.limiter.observe("error")
+    decision = state.retry_policy.on_transport_error(index, kind)
+    then = f"retrying in {decision.wait:g} s" if decision.retry else "giving up"
+    log.warning("upstream attempt %d failed: %s (%s); %s", index + 1, kind,
+                failure.detail or "no detail", then,
+                extra={"fields": {"request_id": exchange.request_id, "error_type": kind,
+                                  "detail": failure.detail, "attempt": index + 1,
+                                  "answered": failure.answered}})
+    return Outcome(decision, failure.answered,
+                   error=errors.no_answer(kind, state.config.zai_base_url, failure.detail))
+
+
+def _classified(state, exchange, answer: Answer, index: int) -> Outcome:
+    raw = _read_verbatim(state, exchange, answer)
+    error = zai_errors.classify(answer.status, raw, answer.headers, time.time())
+    state.metrics.zai_error(error.error_class, error.code)
+    decision = state.retry_policy.on_zai_error(index, error)
+    state.limiter.observe("frequency_429" if decision.slow_down else "other_429")
+    if decision.retry:
+        return Outcome(decision, True)
+    extra = retry.final_429_headers(error, answer.headers, time.time())
+    return Outcome(decision, True, _buffered(answer, raw, extra))
+
+
+def _stream(state, exchange, answer: Answer, index: int) -> Outcome:
+    try:
+        first = answer.read_some()
+    except TransportError as failure:
+        if exchange.inflight.cancel.is_set():
+            raise ClientGone() from None
+        return _bad_success(state, answer, _body_failure(failure, errors.EMPTY_STREAM), index)
+    if not first:
+        return _bad_success(state, answer, errors.EMPTY_STREAM, index)
+    out = Response(StreamRelay(exchange, answer, first), status=answer.status,
+                   headers=answers.client_headers(answer.headers))
+    out.headers["X-Accel-Buffering"] = "no"
+    out.headers["Cache-Control"] = "no-cache"
+    return Outcome(retry.FINAL, True, out)
+
+
+def _whole(state, exchange, answer: Answer, index: int) -> Outcome:
+    try:
+        raw = _read_body(exchange, answer)
+    except TransportError as failure:
+        return _bad_success(state, answer, _body_failure(failure, errors.TRUNCATED), index)
+    complete, parsed = answers.complete(answer.headers, raw)
+    if not complete:
+        return _bad_success(state, answer, errors.TRUNCATED, index)
+    exchange.accountant.on_body(raw, parsed=parsed)
+    exchange.usage = exchange.accountant.finish()
+    return Outcome(retry.FINAL, True, _buffered(answer, raw))
+
+
+def _bad_success(state, answer: Answer, kind: str, index: int) -> Outcome:
+    """A 2xx that is not the answer it claims to be: empty, cut, or silent."""
+    answer.close()
+    state.metrics.upstream_error(kind)
+    policy = state.retry_policy
+    decision = (policy.on_transport_error(index, kind) if kind == errors.TIMEOUT
+                else policy.on_bad_success(index, kind))
+    return Outcome(decision, True, error=errors.bad_success(kind))
+
+
+def _body_failure(failure: TransportError, otherwise: str) -> str:
+    return errors.TIMEOUT if failure.timed_out else otherwise
+
+
+def _read_body(exchange, answer: Answer) -> bytes:
+    """The whole body; TransportError when the upstream breaks off or falls silent (ClientGone
+    when that is because the client went away and the watcher cut the upstream)."""
+    try:
+        raw = answer.read_all()
+    except TransportError:
+        answer.close()
+        if exchange.inflight.cancel.is_set():
+            raise ClientGone() from None
+        raise
+    # Read to its end, the connection is back in urllib3's pool and no longer ours to cut.
+    exchange.inflight.forget_upstream()
+    return raw
+
+
+def _read_verbatim(state, exchange, answer: Answer) -> bytes:
+    """The whole body of an answer passed through as it is; 502/504 if it breaks."""
+    try:
+        return _read_body(exchange, answer)
+    except TransportError as failure:
+        kind = _body_failure(failure, errors.READ_ERROR)
+        state.metrics.upstream_error(kind)
+        raise errors.answer_broke(kind) from None
+
+
+def _buffered(answer: Answer, raw: bytes, extra: dict | None = None) -> Response:
+    answer.close()
+    out = Response(raw, status=answer.status, headers=answers.client_headers(answer.headers))
+    if "Content-Type" not in answer.headers:
+        out.headers.pop("Content-Type", None)
+    if extra:
+        for name, value in extra.items():
+            out.headers[name] = value
+    return out
