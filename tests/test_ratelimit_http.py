@@ -6,6 +6,7 @@ import concurrent.futures
 import signal
 import threading
 import time
+from datetime import datetime, timezone
 
 import psutil
 import pytest
@@ -167,7 +168,11 @@ def test_quota_enforcement_answers_429_until_the_reset(start_proxy, fake_zai):
     response = requests.post(proxy.url + "/v1/chat/completions", json=CHAT)
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "quota_exhausted"
-    assert reset_in - 60 <= int(response.headers["Retry-After"]) <= reset_in + 1
+    # No retry can help before the reset: the SDKs are told not to, and when it comes.
+    assert response.headers["x-should-retry"] == "false" and "Retry-After" not in response.headers
+    reset_at = datetime.strptime(response.headers["X-Zai-Rate-Limit-Reset"],
+                                 "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    assert reset_in - 60 <= reset_at - time.time() <= reset_in + 1
     assert [r for r in fake_zai.requests if "chat" in r.path] == []
     health = requests.get(proxy.url + "/health").json()["quota"]
     assert "zai-test-key" not in repr(health)

@@ -1,4 +1,4 @@
-"""retry: per-class decisions, exact waits (jitter injected), and the final 429's headers."""
+"""retry: per-class decisions, exact waits (jitter injected), and what the client is told."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from zai_proxy.retry import Decision, RetryPolicy, final_429_headers
+from zai_proxy.retry import Decision, RetryPolicy, client_headers, should_retry_headers
 from zai_proxy.zai_errors import ZaiError, classify
 
 NOW = 1_800_000_000.0
@@ -24,7 +24,8 @@ def test_network_errors_back_off_1_2_4_then_stop():
     p = policy()
     assert [p.on_network_error(a) for a in range(4)] == [
         Decision(True, 1.0, "network_error", False), Decision(True, 2.0, "network_error", False),
-        Decision(True, 4.0, "network_error", False), Decision(False, 0.0, "network_error", False)]
+        Decision(True, 4.0, "network_error", False),
+        Decision(False, 0.0, "network_error", False, client_wait=8.0)]
     assert policy(base=0.25).on_network_error(2).wait == 1.0
 
 
@@ -105,41 +106,75 @@ def test_last_attempt_is_not_retried_but_still_slows_down():
     assert policy(max_retries=0).on_zai_error(0, err("concurrency")).retry is False
 
 
+def test_the_client_may_retry_after_the_wait_the_proxy_would_have_made_next():
+    assert policy(max_retries=2).on_zai_error(2, err("concurrency")).client_wait == 4.0
+    assert policy(max_retries=0).on_zai_error(0, err("concurrency")).client_wait == 1.0
+    assert policy(max_retries=1, rng=lambda: 0.0).on_zai_error(
+        1, err("overloaded")).client_wait == 1.0                        # jittered: [b/2, b)
+    assert policy(max_retries=1).on_zai_error(1, err("unknown", retry_after=5)).client_wait == 7.0
+    assert policy(max_retries=0).on_zai_error(0, err("concurrency", retry_after=9)).client_wait \
+        == 9.0                                                          # never below the hint
+    # Retried here, so the client is not told anything yet.
+    assert policy().on_zai_error(0, err("concurrency")).client_wait is None
+
+
+@pytest.mark.parametrize("cls", ["quota", "daily_limit", "auth", "account", "bad_request",
+                                 "content", "server"])
+def test_the_client_is_never_told_to_retry_a_class_never_retried_here(cls):
+    assert policy(max_retries=0).on_zai_error(0, err(cls, retry_after=1)).client_wait is None
+
+
 def test_waits_longer_than_max_wait_are_answered_instead():
     d = policy(max_wait=30).on_zai_error(0, err("concurrency", retry_after=120))
-    assert (d.retry, d.reason) == (False, "concurrency")
+    assert (d.retry, d.reason, d.client_wait) == (False, "concurrency", None)
     assert policy(max_wait=30).on_zai_error(0, err("concurrency", retry_after=30)).retry
 
 
-# The final 429 --------------------------------------------------------------------------------
-def test_final_headers_with_reset_and_no_upstream_retry_after():
+# What the client is told ----------------------------------------------------------------------
+def _final(error, max_retries=0, **kwargs):
+    return policy(max_retries=max_retries, **kwargs).on_zai_error(max_retries, error)
+
+
+def test_a_quota_error_says_when_it_resets_and_not_to_retry():
     e = err("quota", "1308", reset_at=NOW + 3600.2)
-    assert final_429_headers(e, {"Content-Type": "application/json"}, NOW) == {
+    assert client_headers(e, _final(e), {"Content-Type": "application/json"}) == {
         "X-Zai-Error-Class": "quota", "X-Zai-Error-Code": "1308",
-        "X-Zai-Rate-Limit-Reset": "2027-01-15T09:00:00Z", "Retry-After": "3601"}
+        "X-Zai-Rate-Limit-Reset": "2027-01-15T09:00:00Z", "x-should-retry": "false"}
 
 
-def test_final_headers_keep_the_upstream_retry_after():
+def test_a_transient_error_says_to_retry_after_the_next_wait():
+    e = err("concurrency", "1302")
+    assert client_headers(e, _final(e, max_retries=3), {}) == {
+        "X-Zai-Error-Class": "concurrency", "X-Zai-Error-Code": "1302",
+        "x-should-retry": "true", "Retry-After": "8", "retry-after-ms": "8000"}
+    fraction = err("unknown")
+    assert client_headers(fraction, _final(fraction, base=0.01), None) == {
+        "X-Zai-Error-Class": "unknown", "x-should-retry": "true", "Retry-After": "1",
+        "retry-after-ms": "10"}
+
+
+def test_the_upstreams_own_retry_after_is_kept():
     e = err("frequency", "1303", retry_after=5)
-    headers = final_429_headers(e, {"retry-after": "5"}, NOW)
-    assert headers == {"X-Zai-Error-Class": "frequency", "X-Zai-Error-Code": "1303"}
+    headers = client_headers(e, _final(e, rng=lambda: 0.0), {"retry-after": "5"})
+    assert headers == {"X-Zai-Error-Class": "frequency", "X-Zai-Error-Code": "1303",
+                       "x-should-retry": "true", "retry-after-ms": "5000"}
 
 
-def test_final_headers_derive_from_body_retry_after_then_fallback():
-    assert final_429_headers(err("concurrency", "1302", retry_after=2.2), {}, NOW)[
-        "Retry-After"] == "3"
-    headers = final_429_headers(err("unknown"), None, NOW)
-    assert headers == {"X-Zai-Error-Class": "unknown", "Retry-After": "1"}
-    assert final_429_headers(err("unknown"), None, NOW, fallback=7)["Retry-After"] == "7"
-    # A reset already in the past gives no derived wait from it.
-    past = err("quota", "1310", reset_at=NOW - 10)
-    assert final_429_headers(past, {}, NOW)["Retry-After"] == "1"
+def test_should_retry_headers_round_up_and_never_say_zero():
+    assert should_retry_headers(None) == {"x-should-retry": "false"}
+    assert should_retry_headers(0.0) == {"x-should-retry": "true", "Retry-After": "1",
+                                         "retry-after-ms": "1"}
+    assert should_retry_headers(2.2) == {"x-should-retry": "true", "Retry-After": "3",
+                                         "retry-after-ms": "2200"}     # not 2200.0000000000005
+    assert should_retry_headers(2.2001)["retry-after-ms"] == "2201"
+    assert should_retry_headers(3.0, {"Retry-After-Ms": "3000"}) == {
+        "x-should-retry": "true", "Retry-After": "3"}
 
 
 def test_final_headers_from_a_real_body():
     body = json.dumps({"error": {"code": "1310", "message":
                                  "Weekly limit reached; it will reset at 2027-01-16 00:00:00"}})
     e = classify(429, body.encode(), {}, NOW)
-    headers = final_429_headers(e, {}, NOW)
+    headers = client_headers(e, _final(e), {})
     assert headers["X-Zai-Rate-Limit-Reset"] == "2027-01-15T16:00:00Z"
-    assert headers["Retry-After"] == str(8 * 3600)
+    assert headers["x-should-retry"] == "false" and "Retry-After" not in headers

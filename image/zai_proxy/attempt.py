@@ -59,10 +59,16 @@ def run(state, exchange, call: Call, index: int) -> Outcome:
     how = answers.judge(answer, call.method)
     if how == answers.CLASSIFIED:
         return _classified(state, exchange, answer, index)
-    state.limiter.observe("ok" if status < 400 else "error")
+    if status < 400:
+        state.limiter.observe("ok")
+        state.upstream_auth.accepted()
+    else:
+        state.limiter.observe("error")
     if how == answers.VERBATIM:
-        return Outcome(retry.FINAL, True, _buffered(answer, _read_verbatim(state, exchange,
-                                                                           answer)))
+        raw = _read_verbatim(state, exchange, answer)
+        if status >= 400:   # never retried here: the client is told why, and not to retry
+            return _final_error(state, answer, raw, _classify(state, answer, raw), retry.FINAL)
+        return Outcome(retry.FINAL, True, _buffered(answer, raw))
     if how == answers.STREAM:
         return _stream(state, exchange, answer, index)
     return _whole(state, exchange, answer, index)
@@ -87,14 +93,33 @@ def _no_answer(state, exchange, failure: TransportError, index: int) -> Outcome:
 
 def _classified(state, exchange, answer: Answer, index: int) -> Outcome:
     raw = _read_verbatim(state, exchange, answer)
-    error = zai_errors.classify(answer.status, raw, answer.headers, time.time())
-    state.metrics.zai_error(error.error_class, error.code)
+    error = _classify(state, answer, raw)
     decision = state.retry_policy.on_zai_error(index, error)
     state.limiter.observe("frequency_429" if decision.slow_down else "other_429")
     if decision.retry:
         return Outcome(decision, True)
-    extra = retry.final_429_headers(error, answer.headers, time.time())
-    return Outcome(decision, True, _buffered(answer, raw, extra))
+    return _final_error(state, answer, raw, error, decision)
+
+
+def _classify(state, answer: Answer, raw: bytes) -> zai_errors.ZaiError:
+    error = zai_errors.classify(answer.status, raw, answer.headers, time.time())
+    state.metrics.zai_error(error.error_class, error.code)
+    return error
+
+
+def _final_error(state, answer: Answer, raw: bytes, error: zai_errors.ZaiError,
+                 decision: Decision) -> Outcome:
+    """An upstream error the client gets: its body verbatim, with what it is and whether to try
+    again; or, when Z.AI refused the proxy's own key, the proxy's 502 (upstream_auth.py)."""
+    if error.error_class == "auth":
+        answer.close()
+        state.upstream_auth.refused(answer.status, error.code)
+        return Outcome(decision, True, error=errors.upstream_auth_failed(answer.status,
+                                                                         error.code))
+    if answer.status == 429:   # rate limits and quotas are per account: the key was taken
+        state.upstream_auth.accepted()
+    return Outcome(decision, True, _buffered(answer, raw, retry.client_headers(
+        error, decision, answer.headers)))
 
 
 def _stream(state, exchange, answer: Answer, index: int) -> Outcome:

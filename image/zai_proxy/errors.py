@@ -5,11 +5,18 @@ what only the proxy can know (bad JSON, too large, at capacity, upstream unreach
 client's SDK parses them like any other API error and the message tells a person what to do.
 Every message the proxy writes to a client is in this module, so wording stays consistent and
 each one names the setting that decides it.
+
+Errors a retry can fix (at capacity, draining, rate limited) say `x-should-retry: true` with the
+wait; errors no retry can fix (an exhausted quota, a TLS mismatch, the upstream refusing the
+proxy's own key) say `x-should-retry: false`, which the official SDKs obey over their defaults.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import time
+from datetime import datetime, timezone
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
@@ -156,26 +163,40 @@ def not_an_object() -> ProxyError:
 
 
 # The proxy's own limits ----------------------------------------------------------------------
+def retry_in(seconds: float) -> dict:
+    """A retry is worth it after `seconds`: whole seconds for any client, milliseconds for the
+    SDKs (they read `retry-after-ms` first)."""
+    return {"x-should-retry": "true", "Retry-After": str(max(1, math.ceil(round(seconds, 6)))),
+            "retry-after-ms": str(max(1, math.ceil(round(seconds * 1000, 6))))}
+
+
+NOT_RETRIED = {"x-should-retry": "false"}
+
+
 def draining() -> ProxyError:
     return ProxyError(503, "The proxy is shutting down; retry on another instance.", "draining",
-                      {"Retry-After": "1", "Connection": "close"})
+                      {**retry_in(1), "Connection": "close"})
 
 
 def at_capacity(max_workers: int) -> ProxyError:
     return ProxyError(503, f"The proxy is at capacity ({max_workers} requests in flight, "
-                      "MAX_WORKERS); retry shortly.", "at_capacity", {"Retry-After": "1"})
+                      "MAX_WORKERS); retry shortly.", "at_capacity", retry_in(1))
 
 
-def rate_limited(retry_after: int) -> ProxyError:
+def rate_limited(retry_after: float) -> ProxyError:
     return ProxyError(429, "The proxy's adaptive rate limit is saturated (waiting would exceed "
                       "RATE_LIMIT_MAX_WAIT); retry after the indicated time.", "rate_limited",
-                      {"Retry-After": str(retry_after)})
+                      retry_in(retry_after))
 
 
 def quota_exhausted(reset_in: float) -> ProxyError:
+    """Enforcement: no request reaches Z.AI until the window resets, so retrying cannot help; the
+    reset instant is in X-Zai-Rate-Limit-Reset (an SDK told to wait would wait hours)."""
+    reset_at = datetime.fromtimestamp(time.time() + reset_in, timezone.utc)
     return ProxyError(429, f"The Z.AI quota window is exhausted; it resets in {int(reset_in)} s.",
-                      "quota_exhausted", {"Retry-After": str(max(1, int(reset_in + 0.999))),
-                                          "X-Zai-Error-Class": "quota"})
+                      "quota_exhausted", {**NOT_RETRIED, "X-Zai-Error-Class": "quota",
+                                          "X-Zai-Rate-Limit-Reset":
+                                              reset_at.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
 
 def unexpected() -> ProxyError:
@@ -194,7 +215,25 @@ def no_answer(kind: str, origin: str, detail: str = "") -> ProxyError:
     message = f"The upstream could not be reached ({origin}): {cause}"
     if detail:
         message += f" ({detail})"
-    return ProxyError(502, message + ".", CONNECTION, outcome=kind)
+    # A certificate or protocol mismatch does not heal: the proxy never retries it, nor should
+    # the client.
+    headers = dict(NOT_RETRIED) if kind == TLS else None
+    return ProxyError(502, message + ".", CONNECTION, headers, outcome=kind)
+
+
+UPSTREAM_AUTH_FAILED = "upstream_auth_failed"
+
+
+def upstream_auth_failed(status: int, code: str | None) -> ProxyError:
+    """Z.AI refused the proxy's own key (ZAI_API_KEY), not the client's: a gateway failure
+    (502), so that no client mistakes it for its own bad proxy key (401 invalid_api_key)."""
+    said = f"HTTP {status}" + (f", code {code}" if code else "")
+    headers = {**NOT_RETRIED, "X-Zai-Error-Class": "auth"}
+    if code:
+        headers["X-Zai-Error-Code"] = code
+    return ProxyError(502, f"Z.AI refused the proxy's own credentials ({said}): the operator must "
+                      "fix ZAI_API_KEY. Your request and your proxy key are not at fault; "
+                      "retrying will not help.", UPSTREAM_AUTH_FAILED, headers)
 
 
 def answer_broke(kind: str) -> ProxyError:

@@ -46,4 +46,5 @@ def health():
         token_counting=config.token_counting_enabled,
         rate_limit=state.limiter.snapshot(),
         quota=state.quota.snapshot(),
+        upstream_auth=state.upstream_auth.snapshot(),
     )

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
+from typing import Callable
 
 from gunicorn import glogging
 
@@ -90,6 +92,30 @@ class RequestLog:
                 handler.stream.flush()
             except (OSError, ValueError):
                 pass    # stdout is gone (closed pipe): there is nowhere left to write
+
+
+class EveryPeriod:
+    """One line per period for a condition that repeats on every request (an upstream refusing
+    the proxy's key, absurd usage figures): the first occurrence is logged at once, the next
+    ones are counted, and the first after the period reports how many were held back."""
+
+    def __init__(self, period: float, clock: Callable[[], float] = time.monotonic):
+        self.period = period
+        self._clock = clock
+        self._last: float | None = None
+        self._held = 0
+        self._lock = threading.Lock()
+
+    def due(self) -> int | None:
+        """None: stay quiet (this occurrence is counted). Otherwise log now; the number is how
+        many occurrences were held back since the last line."""
+        now = self._clock()
+        with self._lock:
+            if self._last is not None and now - self._last < self.period:
+                self._held += 1
+                return None
+            held, self._held, self._last = self._held, 0, now
+            return held
 
 
 class GunicornLogger(glogging.Logger):

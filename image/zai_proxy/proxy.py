@@ -220,7 +220,7 @@ class Pipeline:
             return
         if exchange.inflight.cancel.is_set():
             raise ClientGone()
-        raise errors.rate_limited(max(1, int((admission.retry_after or 1) + 0.999)))
+        raise errors.rate_limited(admission.retry_after or 1.0)
 
     def _error(self, exchange: Exchange, exc: ProxyError) -> Response:
         body = error_body(exchange.family, exc.status, exc.message, exc.code)

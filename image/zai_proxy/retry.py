@@ -20,7 +20,15 @@ twice. `attempt` is always the 0-based index of the attempt that just failed.
 "advertised" is the larger of the Retry-After header (seconds or HTTP-date) and the body's
 `retry_after`. Jitter draws from [b/2, b) so callers that failed together spread out without any
 of them waiting longer than the plain curve. A wait longer than `max_wait` is not worth holding
-the client for: the answer goes back at once with Retry-After instead.
+the client for: the answer goes back at once.
+
+What the client is told (`client_headers`) mirrors this policy, so that an SDK on its default
+settings does what the proxy would do: `x-should-retry: false` for the classes never retried here
+and for waits longer than `max_wait` (retrying cannot help, or not soon: the official OpenAI and
+Anthropic SDKs give up at once instead of waiting hours or retrying in vain), and for a class the
+proxy retried until its attempts ran out, `x-should-retry: true` with the wait it would have made
+next as `Retry-After` (whole seconds, unless the upstream sent its own) and `retry-after-ms`.
+The reset instant of an exhausted window is `X-Zai-Rate-Limit-Reset`, never a Retry-After of hours.
 
 What retries cost, with the defaults (MAX_RETRIES=3, RETRY_BACKOFF_BASE=1s): a refused
 connection or a name that does not resolve answers 502 after 0.7 s of waits; a connect timeout
@@ -31,9 +39,7 @@ Every network-error retry is counted with reason `network_error`.
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
-import time
 from datetime import datetime, timezone
 from typing import Callable, Mapping
 
@@ -56,6 +62,9 @@ class Decision:
     wait: float        # seconds to sleep before the next attempt
     reason: str        # bounded label for zai_proxy_retry_attempts_total (counted only on retry)
     slow_down: bool    # the controller should treat this answer as a frequency 429
+    # Not retried here because the attempts ran out: the wait after which the client may try
+    # again itself. None: trying again cannot help (or not within max_wait).
+    client_wait: float | None = None
 
 
 FINAL = Decision(False, 0.0, "", False)   # an answer that is what the client gets: no question
@@ -111,34 +120,43 @@ class RetryPolicy:
         return self._decide(attempt, wait, cls, slow_down)
 
     def _decide(self, attempt: int, wait: float, reason: str, slow_down: bool) -> Decision:
-        if attempt >= self.max_retries or wait > self.max_wait:
+        if wait > self.max_wait:
             return Decision(False, 0.0, reason, slow_down)
+        if attempt >= self.max_retries:
+            return Decision(False, 0.0, reason, slow_down, client_wait=wait)
         return Decision(True, wait, reason, slow_down)
 
 
-def final_429_headers(error: ZaiError, upstream_headers: Mapping[str, str] | None,
-                      now: float | None = None, fallback: float = 1.0) -> dict:
-    """Headers added to the upstream error that goes back to the client (body kept verbatim).
-
-    Retry-After is added only when the upstream sent none: the body's retry_after, else the time
-    until the advertised reset, else `fallback` seconds, so every 429 we send carries one.
-    """
-    now = time.time() if now is None else now
+def client_headers(error: ZaiError, decision: Decision,
+                   upstream_headers: Mapping[str, str] | None) -> dict:
+    """Headers added to an upstream error answer that goes back to the client (body verbatim):
+    what the error is, when its window resets, and whether and when to try again."""
     headers = {"X-Zai-Error-Class": error.error_class}
     if error.code:
         headers["X-Zai-Error-Code"] = error.code
     if error.reset_at is not None:
-        headers["X-Zai-Rate-Limit-Reset"] = datetime.fromtimestamp(
-            error.reset_at, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    if not _has_header(upstream_headers, "Retry-After"):
-        if error.retry_after:
-            derived = error.retry_after
-        elif error.reset_at is not None and error.reset_at > now:
-            derived = error.reset_at - now
-        else:
-            derived = fallback
-        headers["Retry-After"] = str(max(1, math.ceil(derived)))
+        headers["X-Zai-Rate-Limit-Reset"] = rfc3339(error.reset_at)
+    headers.update(should_retry_headers(decision.client_wait, upstream_headers))
     return headers
+
+
+def should_retry_headers(wait: float | None,
+                         upstream_headers: Mapping[str, str] | None = None) -> dict:
+    """`x-should-retry` (honoured by the official SDKs over their own judgement) and, when a
+    retry is advised, the wait: `Retry-After` in whole seconds (the upstream's own wins) and
+    `retry-after-ms`, which the SDKs read first and which is never below the upstream's
+    Retry-After (the wait already includes what it advertised)."""
+    if wait is None:
+        return dict(errors.NOT_RETRIED)
+    headers = errors.retry_in(wait)
+    for name in ("Retry-After", "retry-after-ms"):
+        if _has_header(upstream_headers, name):
+            del headers[name]
+    return headers
+
+
+def rfc3339(when: float) -> str:
+    return datetime.fromtimestamp(when, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _has_header(headers: Mapping[str, str] | None, name: str) -> bool:

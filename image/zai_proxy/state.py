@@ -21,6 +21,7 @@ from .ratelimit import NoRateLimiter
 from .retry import RetryPolicy
 from .tokens import NoTokenAccounting
 from .upstream import Upstream
+from .upstream_auth import UpstreamAuth
 
 
 def cancellable_wait(seconds: float, cancel: threading.Event) -> bool:
@@ -41,3 +42,4 @@ class ProxyState:
     tokens: object = dataclasses.field(default_factory=NoTokenAccounting)
     quota: object = dataclasses.field(default_factory=NoQuota)
     wait: Callable[[float, threading.Event], bool] = cancellable_wait
+    upstream_auth: UpstreamAuth = dataclasses.field(default_factory=UpstreamAuth)

@@ -49,6 +49,7 @@ class Expect:
     zai_class: str | None = None     # X-Zai-Error-Class and zai_proxy_zai_errors_total{class}
     zai_code: str | None = None
     retry_after: bool = False        # the answer must carry Retry-After
+    should_retry: str | None = None  # the answer's x-should-retry ("true" / "false")
     finding: str = ""
 
     def describe(self) -> str:
@@ -67,6 +68,8 @@ class Expect:
             parts.append(f"class {self.zai_class}")
         if self.retry_after:
             parts.append("Retry-After")
+        if self.should_retry:
+            parts.append(f"x-should-retry {self.should_retry}")
         return ", ".join(parts)
 
 
@@ -105,21 +108,26 @@ def _status(code: int, body: str = "json") -> Fault:
         finding = F_UPSTREAM_503 if code == 503 else ""
         expect = Expect("verbatim", code, None, str(code), RETRIED, "overloaded",
                         zai_class="overloaded", zai_code="other", retry_after=True,
-                        finding=finding)
-    else:                    # other 5xx: a server error, never retried, passed through
-        expect = Expect("verbatim", code, None, str(code), 1)
+                        should_retry="true", finding=finding)
+    else:                    # other 5xx: a server error, never retried (nor by the client)
+        expect = Expect("verbatim", code, None, str(code), 1, zai_class="server",
+                        zai_code="other", should_retry="false")
     name = f"{code} storm" + (f" ({body} body)" if body != "json" else "")
     return Fault(name, f"status;code={code};body={body}", *_both(expect))
 
 
-def _zai_code(code: str, status: int = 429) -> Fault:
+def _zai_code(code: str, status: int = 429, name: str = "") -> Fault:
     cls = ZAI_CODE_CLASSES[code]
-    retried = cls in RETRIED_CLASSES
     label = "other" if code == "1399" else code
-    expect = Expect("verbatim", status, None, str(status), RETRIED if retried else 1,
-                    cls if retried else None, zai_class=cls, zai_code=label,
-                    retry_after=status == 429)
-    return Fault(f"429 storm code {code}", f"error;code={code};status={status}",
+    if cls == "auth":   # Z.AI refused the proxy's own key: the proxy's 502, never retried
+        expect = Expect("error", 502, "upstream_auth_failed", str(status), 1, zai_class=cls,
+                        zai_code=label, should_retry="false")
+    else:               # the body verbatim; Retry-After only where a retry can help
+        retried = cls in RETRIED_CLASSES
+        expect = Expect("verbatim", status, None, str(status), RETRIED if retried else 1,
+                        cls if retried else None, zai_class=cls, zai_code=label,
+                        retry_after=retried, should_retry="true" if retried else "false")
+    return Fault(name or f"429 storm code {code}", f"error;code={code};status={status}",
                  *_both(expect))
 
 
@@ -165,9 +173,9 @@ def upstream_faults(full: bool) -> list[Fault]:
     ]
     codes = ZAI_CODE_CLASSES if full else FAST_CODES
     faults += [_zai_code(code) for code in codes]
-    # Codes Z.AI sends with their own status (401 auth, 400 bad request): passed through.
+    # Codes Z.AI sends with their own status (401 auth: the proxy's 502; 400 bad request: passed
+    # through).
     own_status = {"1002": 401, "1214": 400, "1301": 400} if full else {"1002": 401}
-    faults += [Fault(f"{status} code {code}", f"error;code={code}",
-                     *_both(Expect("verbatim", status, None, str(status), 1)))
+    faults += [_zai_code(code, status, f"{status} code {code}")
                for code, status in own_status.items()]
     return faults

@@ -222,6 +222,11 @@ def check(expect: Expect, answer: calls.Answer, family: str, reference: bytes,
     headers = {k.lower(): v for k, v in answer.headers.items()}
     if expect.retry_after and not headers.get("retry-after"):
         return f"{answer.status} without Retry-After"
+    if not expect.retry_after and expect.should_retry == "false" and "retry-after" in headers:
+        return f"{answer.status} with Retry-After {headers['retry-after']!r} where no retry helps"
+    if expect.should_retry and headers.get("x-should-retry") != expect.should_retry:
+        return f"x-should-retry {headers.get('x-should-retry')!r}, expected " \
+               f"{expect.should_retry!r}"
     if expect.zai_class and headers.get("x-zai-error-class") != expect.zai_class:
         return f"X-Zai-Error-Class {headers.get('x-zai-error-class')!r}, " \
                f"expected {expect.zai_class!r}"
