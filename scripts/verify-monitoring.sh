@@ -82,7 +82,8 @@ CANARY_ALERTS='["ZaiProxyCanaryHighErrorRate", "ZaiProxyCanaryHighLatency",
   "ZaiProxyCanaryRateLimitAdjustingDown"]'
 PRODUCTION_ALERTS='["ZaiProxyProductionHighErrorRate", "ZaiProxyProductionHighLatency",
   "ZaiProxyProductionZaiRateLimited", "ZaiProxyProductionAtCapacity", "ZaiProxyProductionNotReady",
-  "ZaiProxyProductionCrashLooping", "ZaiProxyProductionQuotaBurn", "ZaiProxyProductionMetricsAbsent"]'
+  "ZaiProxyProductionCrashLooping", "ZaiProxyProductionQuotaBurn", "ZaiProxyProductionMetricsAbsent",
+  "ZaiProxyProductionUpstreamAuthFailing"]'
 
 # The chart's names: zai-proxy.fullname (the release name when it contains the chart name) and
 # zai-proxy.monitoringName (<fullname>-<variant> unless the fullname already ends with it).

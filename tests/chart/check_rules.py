@@ -41,11 +41,13 @@ SEED_CANARY = {
     "ZaiProxyCanaryTokenCountingSlow": ("warning", "5m"),
     "ZaiProxyCanaryRateLimitAdjustingDown": ("info", "5m"),
 }
-# Production's alerts (issue 4's list, plus CrashLooping and MetricsAbsent shared with the canary).
+# Production's alerts (issue 4's list, plus CrashLooping and MetricsAbsent shared with the canary,
+# and UpstreamAuthFailing: the operator's own key refused, issue 11).
 PRODUCTION = {"ZaiProxyProductionHighErrorRate", "ZaiProxyProductionHighLatency",
               "ZaiProxyProductionZaiRateLimited", "ZaiProxyProductionAtCapacity",
               "ZaiProxyProductionNotReady", "ZaiProxyProductionQuotaBurn",
-              "ZaiProxyProductionCrashLooping", "ZaiProxyProductionMetricsAbsent"}
+              "ZaiProxyProductionCrashLooping", "ZaiProxyProductionMetricsAbsent",
+              "ZaiProxyProductionUpstreamAuthFailing"}
 TOKEN_ALERTS = {"ZaiProxyCanaryTokenCountingSlow", "ZaiProxyProductionTokenCountingSlow"}
 
 

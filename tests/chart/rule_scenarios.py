@@ -85,6 +85,11 @@ def upstream_429(variant: str, per_min: int) -> list[dict]:
                     counter(per_min))]
 
 
+def zai_errors(variant: str, error_class: str, per_min: int, code: str = "other") -> list[dict]:
+    labels = {**target_labels(variant), "class": error_class, "code": code}
+    return [series("zai_proxy_zai_errors_total", labels, counter(per_min))]
+
+
 def adjustments(variant: str, decreases_per_min: int) -> list[dict]:
     """Controller decisions: `decreases_per_min` cuts, and steady increases (never alerting)."""
     base = target_labels(variant)
@@ -301,6 +306,22 @@ def production_only() -> dict[str, Scenario]:
             quiet=[("full only every other scrape (5-minute average 75%)",
                     utilization("production", " ".join(["1", "0.5"] * (MINUTES // 2 + 1))))],
             onset=0),
+        "UpstreamAuthFailing": Scenario(
+            # A wrong ZAI_API_KEY: Z.AI refuses every request.
+            bad=zai_errors("production", "auth", TRAFFIC_PER_MIN, "1002")
+            + traffic("production", TRAFFIC_PER_MIN),
+            labels=_own("production"),
+            description=("Z.AI refused the proxy's own credentials for 100% of production's "
+                         "requests in namespace mcp over the last 5 minutes; clients get 502 "
+                         "upstream_auth_failed until ZAI_API_KEY is fixed."),
+            healthy=traffic("production", TRAFFIC_PER_MIN)
+            + zai_errors("canary", "auth", TRAFFIC_PER_MIN, "1002")
+            + traffic("canary", TRAFFIC_PER_MIN),
+            quiet=[("a client probing a forbidden endpoint (6 of 60 requests refused)",
+                    zai_errors("production", "auth", 6) + traffic("production", TRAFFIC_PER_MIN)),
+                   ("other Z.AI errors on every request (quota used up)",
+                    zai_errors("production", "quota", TRAFFIC_PER_MIN, "1308")
+                    + traffic("production", TRAFFIC_PER_MIN))]),
         "QuotaBurn": Scenario(
             # 60% used, +1%/min, reset in 2h: projected 0.6 + 0.01 t + (0.01/60)(7200 - 60 t) = 1.8.
             bad=quota("production", 0.6, 0.01, reset_at),
