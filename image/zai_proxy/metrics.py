@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import glob
+import math
 import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -134,6 +135,11 @@ class Metrics:
         self.cost = counter("zai_proxy_estimated_cost_usd_total",
                             "Estimated cost in USD from the configured price table.",
                             token_labels)
+        self.invalid_usage_figures = counter(
+            "zai_proxy_invalid_usage_total",
+            "Usage figures from the upstream that cannot be token counts (not a number, negative, "
+            "a fraction, or too large), treated as missing and estimated instead.",
+            ("direction", "reason"))
         self._token_count_duration = histogram("zai_proxy_token_count_duration_seconds",
                                                "Time spent counting input tokens locally.", (),
                                                TOKEN_COUNT_BUCKETS)
@@ -233,8 +239,13 @@ class Metrics:
         self.tokens.labels(*labels).inc(count)
         if estimated:
             self.estimated_tokens.labels(*labels).inc(count)
-        if cost_usd > 0:
+        # A counter that once takes +Inf (or NaN) keeps it until the process restarts.
+        if cost_usd > 0 and math.isfinite(cost_usd):
             self.cost.labels(*labels).inc(cost_usd)
+
+    def invalid_usage(self, direction: str, reason: str) -> None:
+        """A usage figure not believed (tokens/accountant.py: DIRECTIONS × INVALID_REASONS)."""
+        self.invalid_usage_figures.labels(direction, reason, self.variant).inc()
 
 
 class SettledFilesCollector(MultiProcessCollector):

@@ -20,6 +20,13 @@ client's stream when the client did not ask for it. Anthropic: `message_start` c
 cache counts (Z.AI often sends input_tokens 0 there, so a 0 from it is not believed) and the
 final `message_delta` the cumulative counts. Counts are cumulative, so the largest value seen wins.
 
+A usage figure is believed only when it is a whole, non-negative number of at most
+MAX_USAGE_TOKENS (an integral float such as 12.0 counts). Anything else the upstream puts there
+(8.59e307, -3, 1.5, "12", true) would make the cost absurd or infinite and stay in the cost
+counter until a restart, so it is treated as missing (estimated instead, and marked so), counted
+in `zai_proxy_invalid_usage_total{direction,reason}`, named in the request line's `usage`
+(`invalid`), and logged as a warning at most once a minute per process.
+
 What the upstream did not report is estimated and marked (`zai_proxy_estimated_tokens_total`):
 input from the local count made before forwarding (minus any reported cache tokens, which that
 count also covers), output from the text that came back (content, reasoning, tool calls),
@@ -41,6 +48,7 @@ import math
 import threading
 import time
 
+from ..logs import EveryPeriod
 from ..pricing import DIRECTIONS, PriceTable, pricing_tier
 from ..sse import Event, SSEParser
 from ..streaming import AccountedEvents
@@ -51,6 +59,17 @@ from .walkers import answer_text, event_text
 log = logging.getLogger(__name__)
 
 DEFAULT_TEXT_CHARS = 200_000
+# The largest usage figure believed: 10 million tokens, fifty times the largest context window of
+# the GLM models and ten times the largest offered anywhere. A bigger one is not a count.
+MAX_USAGE_TOKENS = 10_000_000
+# Why a usage figure was not believed (the `reason` label of zai_proxy_invalid_usage_total).
+NOT_A_NUMBER, NEGATIVE, FRACTION, TOO_LARGE = "not_a_number", "negative", "fraction", "too_large"
+INVALID_REASONS = (NOT_A_NUMBER, NEGATIVE, FRACTION, TOO_LARGE)
+# The direction each usage key feeds (OpenAI's prompt_tokens is input, cached part included).
+_DIRECTION = {"prompt": "input", "input": "input", "output": "output",
+              "cache_read": "cache_read", "cache_write": "cache_write"}
+# Absurd figures tend to come on every answer of a broken upstream: one warning a minute.
+INVALID_USAGE_LOG = EveryPeriod(60.0)
 # Undigested event data kept before it is parsed down to its text, bounding memory per stream.
 PENDING_DIGEST_CHARS = 2 << 20
 
@@ -75,13 +94,25 @@ def prepare_request(family: str, body: dict) -> tuple[dict, bool]:
     return changed, False
 
 
-def _count(value) -> int | None:
-    """A token count from a usage field, or None when absent or not a sane number."""
+def usage_figure(value) -> tuple[int | None, str | None]:
+    """(count, None) for a believable usage figure; (None, None) when there is none (absent or
+    null); (None, reason) when there is one that cannot be a token count."""
+    if value is None:
+        return None, None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return int(value)
+        return None, NOT_A_NUMBER
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None, NOT_A_NUMBER
+        if math.isinf(value):
+            return None, NEGATIVE if value < 0 else TOO_LARGE
+    if value < 0:
+        return None, NEGATIVE
+    if value > MAX_USAGE_TOKENS:
+        return None, TOO_LARGE
+    if isinstance(value, float) and not value.is_integer():
+        return None, FRACTION
+    return int(value), None
 
 
 class UsageAccountant:
@@ -100,6 +131,7 @@ class UsageAccountant:
         self.tier = pricing_tier(wall())  # the tier in force when the request arrived
         self._usage: dict[str, int] = {}  # largest value reported per key
         self._trusted: set[str] = set()   # keys whose value is final (even when 0)
+        self._invalid: dict[str, str] = {}  # direction → why a figure for it was not believed
         self._answered = False            # a generation came back (stream event or body)
         self._response_model: str | None = None
         self._body = None                 # parsed non-streaming answer, read for text lazily
@@ -112,7 +144,9 @@ class UsageAccountant:
 
     # Usage ----------------------------------------------------------------------------
     def _report(self, key: str, value, trusted: bool) -> None:
-        count = _count(value)
+        count, problem = usage_figure(value)
+        if problem is not None:
+            self._invalid.setdefault(_DIRECTION[key], problem)
         if count is None:
             return
         if count > self._usage.get(key, -1):
@@ -134,7 +168,7 @@ class UsageAccountant:
             return
         # message_start's input_tokens is often a placeholder 0 on Z.AI, its output_tokens a
         # running count: only a final report (message_delta, whole body) makes them believed.
-        start_input = _count(usage.get("input_tokens"))
+        start_input, _ = usage_figure(usage.get("input_tokens"))
         self._report("input", usage.get("input_tokens"), final or bool(start_input))
         self._report("output", usage.get("output_tokens"), final)
         self._report("cache_read", usage.get("cache_read_input_tokens"), True)
@@ -258,6 +292,19 @@ class UsageAccountant:
             else estimate_chars(len(text))
         return counted + estimate_chars(self._text.overflow)
 
+    def _count_invalid(self, model_label: str) -> None:
+        for direction, reason in self._invalid.items():
+            self.metrics.invalid_usage(direction, reason)
+        held = INVALID_USAGE_LOG.due()
+        if held is not None:
+            more = f" ({held} more answers since the last line)" if held else ""
+            log.warning("the upstream reported usage that cannot be a token count: %s; "
+                        "estimated instead%s",
+                        ", ".join(f"{d} {r}" for d, r in sorted(self._invalid.items())), more,
+                        extra={"fields": {"event": "invalid_usage", "model": model_label,
+                                          "invalid": dict(sorted(self._invalid.items())),
+                                          "held_back": held}})
+
     def _tokens(self) -> tuple[dict, set]:
         usage, trusted = self._usage, self._trusted
         tokens = {direction: 0 for direction in DIRECTIONS}
@@ -303,6 +350,9 @@ class UsageAccountant:
                         total += cost
                     summary.update(recorded=True, estimated=sorted(estimated),
                                    cost_usd=round(total, 9))
+                if self._invalid:
+                    summary["invalid"] = dict(sorted(self._invalid.items()))
+                    self._count_invalid(summary["model"])
             except Exception:
                 log.warning("token accounting failed for one request", exc_info=True)
             self._pending, self._body = [], None  # free memory early; the summary is all we need
