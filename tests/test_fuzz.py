@@ -290,6 +290,12 @@ def assert_truncated_stream(body: bytes, response) -> None:
     assert b"truncated_response" in error_event or b"middle of an event" in error_event
 
 
+def _refuses_the_proxys_key(status: int, body: bytes) -> bool:
+    """Documented: Z.AI refusing the proxy's own key (401/403, or an auth code 1000-1004 at any
+    error status) is the proxy's 502 upstream_auth_failed, never relayed."""
+    return status >= 400 and zai_errors.classify(status, body, {}, 0).error_class == "auth"
+
+
 def _expected_relay(status: int, content_type: str, body: bytes) -> bool:
     """Whether the proxy passes this answer through (documented: not a broken 2xx)."""
     if status >= 300:
@@ -336,6 +342,10 @@ def test_upstream_answers_reach_the_client_byte_for_byte(plain_proxy, upstream, 
             and _cut_mid_line(body)):
         assert response.status_code == status
         assert_truncated_stream(body, response)
+    elif _refuses_the_proxys_key(status, body):
+        assert response.status_code == 502
+        assert_family_error(path, response)
+        assert response.headers["x-should-retry"] == "false"
     elif _expected_relay(status, content_type, body):
         assert response.status_code == status
         assert response.content == body
@@ -458,6 +468,11 @@ answer_obj = st.fixed_dictionaries({}, optional={
        body=st.one_of(st.binary(max_size=300), answer_obj.map(lambda o: json.dumps(o).encode()),
                       json_values.map(lambda v: json.dumps(v).encode())),
        status=st.integers(100, 599))
+# Found by the long profile: a figure this large made the cost +Inf.
+@example(family="openai", body=b'{"choices":[],"usage":{"completion_tokens":8.59e307}}',
+         status=200)
+@example(family="anthropic", body=b'{"type":"message","usage":{"input_tokens":1e308}}',
+         status=200)
 def test_on_body_never_raises_and_the_summary_is_sane(family, body, status):
     accountant, _ = _accountant(family)
     accountant.on_body(body, status)

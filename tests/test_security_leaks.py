@@ -362,7 +362,7 @@ def test_the_run_drove_every_path(leak_run):
         "401 admin token as client key": 401, "401 basic auth": 401,
         "404 route": 404, "400 path": 400, "405 method": 405, "400 invalid json": 400,
         "400 invalid utf-8": 400, "415 content type": 415, "413 too large": 413,
-        "chat error;code=1302": 429, "chat error;code=1308": 429, "chat error;code=1001": 401,
+        "chat error;code=1302": 429, "chat error;code=1308": 429, "chat error;code=1001": 502,
         "chat status;code=503": 503, "chat reset_before": 502, "chat truncated_json": 502,
         "chat fail_first;n=1;key=leaks;fail_with=reset_before": 200,
         "chat stream stream_error": 200, "chat stream reset_mid;after=2": 200,
