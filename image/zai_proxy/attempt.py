@@ -59,11 +59,9 @@ def run(state, exchange, call: Call, index: int) -> Outcome:
     how = answers.judge(answer, call.method)
     if how == answers.CLASSIFIED:
         return _classified(state, exchange, answer, index)
-    if status < 400:
-        state.limiter.observe("ok")
+    state.limiter.observe("ok" if status < 400 else "error")
+    if status < 300:
         state.upstream_auth.accepted()
-    else:
-        state.limiter.observe("error")
     if how == answers.VERBATIM:
         raw = _read_verbatim(state, exchange, answer)
         if status >= 400:   # never retried here: the client is told why, and not to retry

@@ -43,8 +43,8 @@ class UpstreamAuth:
         self._accepted_at: float | None = None   # when the current acceptance began
 
     def accepted(self) -> None:
-        """Z.AI took the key: a status below 400, or a 429 (its limits are per account). Other
-        errors prove nothing (a gateway in front of Z.AI may answer before any key is read)."""
+        """Z.AI took the key: a 2xx, or a 429 (its limits are per account). Other answers prove
+        nothing (a gateway in front of Z.AI may answer before any key is read)."""
         if self.state == ACCEPTED:   # every successful request comes here: one comparison
             return
         with self._lock:
