@@ -2,8 +2,8 @@
 
 For every Z.AI error class the fake upstream can produce: what the SDK raised, how many times it
 called the proxy, how many upstream calls that cost, and what it was told to wait. Where
-retrying cannot help (quota, balance and account, auth, bad requests, content, server errors)
-the SDK must give up at once; where it can (concurrency, frequency, congestion, overloaded, an
+retrying cannot help (quota, balance and account, auth, bad requests, content) the SDK must give
+up at once; an upstream 5xx is left to the SDK's own policy; where it can (concurrency, frequency, congestion, overloaded, an
 unknown 429, the proxy's own 503 and 429) it must retry after the proxy's short hint.
 
 The proxy retries once (MAX_RETRIES=1) with a 10 ms backoff, so its hints are tens of
@@ -141,9 +141,6 @@ HOPELESS = {
     "error;code=1214": (400, "bad_request"),
     "error;code=1261": (400, "bad_request"),
     "error;code=1301": (400, "content"),
-    "status;code=500": (500, "server"),
-    "status;code=502;body=html": (502, "server"),
-    "status;code=504;body=empty": (504, "server"),
 }
 
 
@@ -177,6 +174,34 @@ def test_the_quota_reset_stays_visible_without_a_wait_of_hours(shared, family):
     assert error.response.headers["x-zai-error-code"] == "1308"
     assert "retry-after" not in error.response.headers     # not "wait 18000 s"
     assert waits == [] and len(fake_zai.requests) == 1
+
+
+# An upstream 5xx: the proxy does not send it again (it was answered), nor does it tell the
+# client retrying is hopeless: the SDK's own policy (retry 5xx with backoff) decides.
+@pytest.mark.parametrize("family", ["openai", "anthropic"])
+def test_an_upstream_server_error_is_left_to_the_sdks_own_policy(shared, family):
+    proxy, fake_zai = shared
+    client, waits = _client(family, proxy)
+    error = _raised(family, client, "status;code=500")
+    assert isinstance(error, (openai.InternalServerError, anthropic.InternalServerError)), error
+    headers = error.response.headers
+    assert "x-should-retry" not in headers and "retry-after-ms" not in headers
+    assert headers["x-zai-error-class"] == "server"
+    assert len(waits) == SDK_ATTEMPTS - 1                 # the SDK retried on its own backoff
+    assert len(fake_zai.requests) == SDK_ATTEMPTS         # the proxy never sent one again
+    assert proxy.waits == []
+
+
+@pytest.mark.parametrize("scenario", ["status;code=502;body=html", "status;code=504;body=empty"])
+def test_other_upstream_server_errors_carry_no_retry_verdict(shared, scenario):
+    proxy, fake_zai = shared
+    answer = requests.post(proxy.url + "/v1/chat/completions", json={
+        "model": "glm-4.7", "messages": MESSAGES}, headers={"X-Fake-Scenario": scenario},
+        timeout=10)
+    assert answer.status_code == int(scenario.split("code=")[1][:3])
+    assert answer.headers["x-zai-error-class"] == "server"
+    assert "x-should-retry" not in answer.headers
+    assert len(fake_zai.requests) == 1
 
 
 # Retrying can help: the SDK retries after the proxy's hint -----------------------------------

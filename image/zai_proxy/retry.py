@@ -24,7 +24,7 @@ the client for: the answer goes back at once.
 
 What the client is told (`client_headers`) mirrors this policy, so that an SDK on its default
 settings does what the proxy would do: `x-should-retry: false` for the classes never retried here
-and for waits longer than `max_wait` (retrying cannot help, or not soon: the official OpenAI and
+(except an upstream 5xx, which is left to the client's own policy: no header) and for waits longer than `max_wait` (retrying cannot help, or not soon: the official OpenAI and
 Anthropic SDKs give up at once instead of waiting hours or retrying in vain), and for a class the
 proxy retried until its attempts ran out, `x-should-retry: true` with the wait it would have made
 next as `Retry-After` (whole seconds, unless the upstream sent its own) and `retry-after-ms`.
@@ -51,6 +51,10 @@ PLAIN = frozenset({"concurrency"})
 SLOW_DOWN = frozenset({"frequency", "unknown"})
 NEVER_RETRIED = frozenset({"quota", "daily_limit", "auth", "account", "bad_request", "content",
                            "server"})
+# An upstream 5xx that is not "overloaded": the proxy does not send the request again (it was
+# answered, so it may have been processed), but nothing says retrying is hopeless either, so
+# the client's own policy decides (the official SDKs retry 5xx with their own backoff).
+LEFT_TO_CLIENT = frozenset({"server"})
 # Failed while connecting, so nothing reached the upstream: a quick retry costs it nothing.
 CONNECT_BACKOFF = 0.1
 QUICK = errors.CONNECT_PHASE - {errors.TLS}
@@ -136,6 +140,8 @@ def client_headers(error: ZaiError, decision: Decision,
         headers["X-Zai-Error-Code"] = error.code
     if error.reset_at is not None:
         headers["X-Zai-Rate-Limit-Reset"] = rfc3339(error.reset_at)
+    if error.error_class in LEFT_TO_CLIENT:
+        return headers
     headers.update(should_retry_headers(decision.client_wait, upstream_headers))
     return headers
 
