@@ -49,7 +49,7 @@ class Expect:
     zai_class: str | None = None     # X-Zai-Error-Class and zai_proxy_zai_errors_total{class}
     zai_code: str | None = None
     retry_after: bool = False        # the answer must carry Retry-After
-    should_retry: str | None = None  # the answer's x-should-retry ("true" / "false")
+    should_retry: str | None = None  # the answer's x-should-retry ("true" / "false" / "absent")
     finding: str = ""
 
     def describe(self) -> str:
@@ -109,9 +109,9 @@ def _status(code: int, body: str = "json") -> Fault:
         expect = Expect("verbatim", code, None, str(code), RETRIED, "overloaded",
                         zai_class="overloaded", zai_code="other", retry_after=True,
                         should_retry="true", finding=finding)
-    else:                    # other 5xx: a server error, never retried (nor by the client)
+    else:                    # other 5xx: never sent again; the client's own policy decides
         expect = Expect("verbatim", code, None, str(code), 1, zai_class="server",
-                        zai_code="other", should_retry="false")
+                        zai_code="other", should_retry="absent")
     name = f"{code} storm" + (f" ({body} body)" if body != "json" else "")
     return Fault(name, f"status;code={code};body={body}", *_both(expect))
 

@@ -224,7 +224,10 @@ def check(expect: Expect, answer: calls.Answer, family: str, reference: bytes,
         return f"{answer.status} without Retry-After"
     if not expect.retry_after and expect.should_retry == "false" and "retry-after" in headers:
         return f"{answer.status} with Retry-After {headers['retry-after']!r} where no retry helps"
-    if expect.should_retry and headers.get("x-should-retry") != expect.should_retry:
+    if expect.should_retry == "absent":
+        if "x-should-retry" in headers:
+            return f"x-should-retry {headers['x-should-retry']!r} where the client decides"
+    elif expect.should_retry and headers.get("x-should-retry") != expect.should_retry:
         return f"x-should-retry {headers.get('x-should-retry')!r}, expected " \
                f"{expect.should_retry!r}"
     if expect.zai_class and headers.get("x-zai-error-class") != expect.zai_class:
