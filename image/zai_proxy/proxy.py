@@ -22,7 +22,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from . import headers as hdrs
 from . import retry, routes, upstream, zai_errors
-from .disconnect import InFlight
+from .disconnect import InFlight, client_socket
 from .errors import ProxyError, error_body
 from .streaming import StreamRelay
 
@@ -155,7 +155,7 @@ class Pipeline:
         payload = self._parse_json(route, body) if body or route.expects_json else None
         if isinstance(payload, dict):
             exchange.model = payload.get("model") if isinstance(payload.get("model"), str) else None
-        client_sock = request.environ.get("gunicorn.socket")
+        client_sock = client_socket(request.environ)
         if client_sock is not None:
             exchange.watch_fd = state.watcher.watch(client_sock, exchange.inflight)
 
@@ -197,7 +197,7 @@ class Pipeline:
 
     def _read_body(self) -> bytes:
         limit, timeout = self.config.max_request_bytes, self.config.client_body_timeout
-        sock = request.environ.get("gunicorn.socket")
+        sock = client_socket(request.environ)
         if sock is not None:
             sock.settimeout(timeout)      # the longest pause allowed between body bytes
         try:

@@ -33,3 +33,13 @@ class ProxyState:
     tokens: object | None = None
     quota: object | None = None
     wait: Callable[[float, threading.Event], bool] = cancellable_wait
+
+    def close(self) -> None:
+        """Stop what create_app() started: for an app dropped inside a longer-lived process
+        (the in-process tests); a worker process simply exits."""
+        if self.quota is not None:
+            self.quota.stop()
+        if self.limiter is not None:
+            self.limiter.close()
+        self.watcher.close()
+        self.session.close()
