@@ -6,6 +6,7 @@ stderr go to files so tests can assert on the log lines (and grep them for secre
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -29,7 +30,72 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class ProxyProcess:
+class ProxyReadings:
+    """What a test reads from a running proxy, over HTTP like a scraper and from its log lines:
+    shared by ProxyProcess (gunicorn) and tests.inprocess.InProcessProxy, so a test can move
+    between the two without changing an assertion. Needs `url` and `stdout()`."""
+
+    url: str
+
+    def stdout(self) -> str:
+        raise NotImplementedError
+
+    def log_lines(self) -> list[dict]:
+        lines = []
+        for line in self.stdout().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                pass
+        return lines
+
+    def request_logs(self) -> list[dict]:
+        return [line for line in self.log_lines() if line.get("msg") == "request"]
+
+    def wait_for_request_logs(self, count: int, timeout: float = 5.0) -> list[dict]:
+        """The request log lines, once at least `count` are written (each is written when its
+        response has been sent, so just after the client has it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.request_logs()
+            if len(lines) >= count or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
+    def metrics_text(self) -> str:
+        response = requests.get(self.url + "/metrics", timeout=5)
+        response.raise_for_status()
+        return response.text
+
+    def metrics(self) -> dict[tuple, float]:
+        """{(sample name, frozenset(labels.items())): value} from /metrics."""
+        samples = {}
+        for family in text_string_to_metric_families(self.metrics_text()):
+            for sample in family.samples:
+                samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return samples
+
+    def value(self, name: str, **labels) -> float:
+        """Sum of the samples of `name` whose labels include `labels` (0 when absent)."""
+        total = 0.0
+        for (sample_name, sample_labels), value in self.metrics().items():
+            if sample_name == name and set(labels.items()) <= sample_labels:
+                total += value
+        return total
+
+    def wait_value(self, name: str, expected: float, timeout: float = 5.0, **labels) -> float:
+        """value(), polled until it equals `expected` or `timeout` passes. The families recorded
+        when a response ends (requests, duration, response size, TTFB, disconnects) are written
+        just after the client has the last byte, so a test that has its answer reads them so."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.value(name, **labels)
+            if value == expected or time.monotonic() > deadline:
+                return value
+            time.sleep(0.02)
+
+
+class ProxyProcess(ProxyReadings):
     def __init__(self, tmp_path: Path, upstream_url: str, **env):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -110,61 +176,6 @@ class ProxyProcess:
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
-
-    def log_lines(self) -> list[dict]:
-        import json
-        lines = []
-        for line in self.stdout().splitlines():
-            try:
-                lines.append(json.loads(line))
-            except ValueError:
-                pass
-        return lines
-
-    def request_logs(self) -> list[dict]:
-        return [line for line in self.log_lines() if line.get("msg") == "request"]
-
-    def wait_for_request_logs(self, count: int, timeout: float = 5.0) -> list[dict]:
-        """The request log lines, once at least `count` are written (each is written when its
-        response has been sent, so just after the client has it)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = self.request_logs()
-            if len(lines) >= count or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.02)
-
-    def metrics_text(self) -> str:
-        response = requests.get(self.url + "/metrics", timeout=5)
-        response.raise_for_status()
-        return response.text
-
-    def metrics(self) -> dict[tuple, float]:
-        """{(sample name, frozenset(labels.items())): value} from /metrics."""
-        samples = {}
-        for family in text_string_to_metric_families(self.metrics_text()):
-            for sample in family.samples:
-                samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-        return samples
-
-    def value(self, name: str, **labels) -> float:
-        """Sum of the samples of `name` whose labels include `labels` (0 when absent)."""
-        total = 0.0
-        for (sample_name, sample_labels), value in self.metrics().items():
-            if sample_name == name and set(labels.items()) <= sample_labels:
-                total += value
-        return total
-
-    def wait_value(self, name: str, expected: float, timeout: float = 5.0, **labels) -> float:
-        """value(), polled until it equals `expected` or `timeout` passes. The families recorded
-        when a response ends (requests, duration, response size, TTFB, disconnects) are written
-        just after the client has the last byte, so a test that has its answer reads them so."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = self.value(name, **labels)
-            if value == expected or time.monotonic() > deadline:
-                return value
-            time.sleep(0.02)
 
     def __enter__(self):
         return self.start()
