@@ -72,9 +72,9 @@ def _max_in_any_second(times: list[float]) -> int:
 
 
 @pytest.mark.parametrize("storage", ["redis", "memory"])
-def test_two_worker_processes_hold_one_global_rate(start_proxy, fake_zai, redis_url, storage):
+def test_two_worker_processes_hold_one_global_rate(start_gunicorn, fake_zai, redis_url, storage):
     uri = redis_url if storage == "redis" else "memory://"
-    proxy = start_proxy(WEB_CONCURRENCY="2", RATE_LIMIT_STORAGE_URI=uri, **FIXED_RATE)
+    proxy = start_gunicorn(WEB_CONCURRENCY="2", RATE_LIMIT_STORAGE_URI=uri, **FIXED_RATE)
     sessions = _sessions_on_each_worker(proxy, 15)
     started = time.monotonic()
     statuses = _blast_over(proxy, sessions)
