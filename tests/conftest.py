@@ -16,6 +16,13 @@ from __future__ import annotations
 import pytest
 
 
+def pytest_collection_modifyitems(items):
+    """Tests marked `slow` (tens of seconds of waiting by design: alert windows, a soak) first.
+    A parallel run (`make test`: pytest -n 2) hands work out in this order; started last, one of
+    them would keep a worker busy long after the other has run out of tests."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def fake_zai():
     from tools.fake_zai import FakeZai
@@ -63,5 +70,7 @@ def start_gunicorn(tmp_path, fake_zai):
         return proxy
 
     yield start
+    for proxy in started:
+        proxy.signal_stop()        # all at once, then each is waited for
     for proxy in started:
         proxy.stop()

@@ -27,7 +27,7 @@ from tools.demo.processes import group_leftovers, session_leftovers
 from tools.demo.stack import DEMO_ZAI_KEY, ROOT, Stack, StackSettings
 from tools.demo.traffic import Traffic, held_streams
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 SETTINGS = StackSettings(interval="1s", for_factor=60)
 RATE_INTERVAL = "20s"
@@ -79,7 +79,7 @@ def healthy(tmp_path_factory):
 
 
 class TestHealthyCanary:
-    """One stack, torn down before the fault runs start (so they do not share the CPU)."""
+    """One stack for the class (in a parallel run the fault runs below may run beside it)."""
 
     def test_every_panel_query_returns_data_for_the_variants_it_should(self, healthy):
         stack, traffic, _ = healthy
@@ -203,75 +203,79 @@ class TestHealthyCanary:
 LATENCY_ALERTS = {"ZaiProxyCanaryHighLatency", "ZaiProxyCanarySlowerThanProduction"}
 
 
-def test_canary_latency_fault_fires_the_latency_alerts_and_no_other(tmp_path):
-    peaks: dict[str, str] = {}
-    with Stack(tmp_path, SETTINGS) as stack:
-        pids = stack.children.pids()
-        traffic = Traffic(stack.pods, RATES, fault="latency").start()
-        try:
-            def fired():
-                report.raise_peaks(peaks, stack.prometheus.alert_states())
-                return all(peaks.get(a) == "firing" for a in LATENCY_ALERTS)
-            assert wait_until(fired, 75, 1), peaks
-            snap = report.snapshot(stack.prometheus, "1m")
-        finally:
-            traffic.stop(timeout=1)
-    assert_no_process_left(pids)
-    assert {a for a, s in peaks.items() if s == "firing"} == LATENCY_ALERTS, peaks
-    p95 = snap.targets["Latency p50 / p95 / p99"]["p95"]
-    assert p95["canary"] > 10 and p95["production"] < 2, p95
-    assert snap.panels()["Error rate (5xx)"] == {"production": 0.0, "canary": 0.0}
+# Each fault run is its own class: a parallel run (loadscope) may give each its own worker.
+class TestLatencyFault:
+    def test_canary_latency_fault_fires_the_latency_alerts_and_no_other(self, tmp_path):
+        peaks: dict[str, str] = {}
+        with Stack(tmp_path, SETTINGS) as stack:
+            pids = stack.children.pids()
+            traffic = Traffic(stack.pods, RATES, fault="latency").start()
+            try:
+                def fired():
+                    report.raise_peaks(peaks, stack.prometheus.alert_states())
+                    return all(peaks.get(a) == "firing" for a in LATENCY_ALERTS)
+                assert wait_until(fired, 75, 1), peaks
+                snap = report.snapshot(stack.prometheus, "1m")
+            finally:
+                traffic.stop(timeout=1)
+        assert_no_process_left(pids)
+        assert {a for a, s in peaks.items() if s == "firing"} == LATENCY_ALERTS, peaks
+        p95 = snap.targets["Latency p50 / p95 / p99"]["p95"]
+        assert p95["canary"] > 10 and p95["production"] < 2, p95
+        assert snap.panels()["Error rate (5xx)"] == {"production": 0.0, "canary": 0.0}
 
 
 # -- `make demo`'s entry point with DEMO_CANARY_FAULT=errors, stopped by SIGTERM -----------------
 ERROR_ALERTS = {"ZaiProxyCanaryHighErrorRate", "ZaiProxyCanaryDegradedVsProduction"}
 
 
-def test_demo_with_errors_fault_fires_error_alerts_writes_report_and_stops_on_sigterm(tmp_path):
-    out = tmp_path / "demo"
-    env = dict(os.environ, DEMO_CANARY_FAULT="errors", PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tools.demo", "--duration", "120", "--every", "2", "--interval",
-         "1s", "--for-factor", "60", "--fault-after", "0", "--rate-interval", RATE_INTERVAL,
-         "--out", str(out)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True)
-    lines = []
-    try:
-        deadline = time.monotonic() + 90
-        for line in proc.stdout:
-            lines.append(line)
-            if line.startswith("alerts pending/firing:") and all(
-                    f"{a}=firing" in line for a in ERROR_ALERTS):
-                break
-            assert time.monotonic() < deadline, "".join(lines[-40:])
-        else:
-            pytest.fail("demo ended early:\n" + "".join(lines[-40:]))
-        os.kill(proc.pid, signal.SIGTERM)
-        rest, _ = proc.communicate(timeout=60)
-        lines.append(rest)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    output = "".join(lines)
-    assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
-    assert "stopped everything it started" in output
-    assert session_leftovers(proc.pid) == [], "the demo left processes behind"
+class TestDemoWithErrorsFault:
+    def test_demo_with_errors_fault_fires_error_alerts_writes_report_and_stops_on_sigterm(
+            self, tmp_path):
+        out = tmp_path / "demo"
+        env = dict(os.environ, DEMO_CANARY_FAULT="errors", PYTHONUNBUFFERED="1")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tools.demo", "--duration", "120", "--every", "2", "--interval",
+             "1s", "--for-factor", "60", "--fault-after", "0", "--rate-interval", RATE_INTERVAL,
+             "--out", str(out)],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        lines = []
+        try:
+            deadline = time.monotonic() + 90
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("alerts pending/firing:") and all(
+                        f"{a}=firing" in line for a in ERROR_ALERTS):
+                    break
+                assert time.monotonic() < deadline, "".join(lines[-40:])
+            else:
+                pytest.fail("demo ended early:\n" + "".join(lines[-40:]))
+            os.kill(proc.pid, signal.SIGTERM)
+            rest, _ = proc.communicate(timeout=60)
+            lines.append(rest)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        output = "".join(lines)
+        assert proc.returncode == 128 + signal.SIGTERM, output[-3000:]
+        assert "stopped everything it started" in output
+        assert session_leftovers(proc.pid) == [], "the demo left processes behind"
 
-    summary = json.loads((out / "summary.json").read_text())
-    assert set(summary["alerts"]) == chart_alerts()
-    fired = {a for a, s in summary["alerts_peak"].items() if s == "firing"}
-    assert fired == ERROR_ALERTS, summary["alerts_peak"]
-    errors = summary["panels"]["Error rate (5xx)"]
-    # Every 5th canary request is an upstream 500 that the proxy does not retry.
-    assert 0.1 <= errors["canary"] <= 0.3 and errors["production"] == 0.0, errors
-    assert summary["panels"]["Tokens per second"]["production"] is None
-    assert summary["panels"]["Tokens per second"]["canary"] > 0
-    assert summary["traffic"]["canary"]["500"] > 0 and "500" not in summary["traffic"]["production"]
-    pngs = sorted(p.name for p in out.glob("panel-*.png"))
-    assert len(pngs) == len({q.title for q in report.panel_queries()})
-    text = (out / "report.md").read_text()
-    assert all(f"]({name})" in text for name in pngs)
-    assert "divided by 60" in text
-    assert DEMO_ZAI_KEY not in output
+        summary = json.loads((out / "summary.json").read_text())
+        assert set(summary["alerts"]) == chart_alerts()
+        fired = {a for a, s in summary["alerts_peak"].items() if s == "firing"}
+        assert fired == ERROR_ALERTS, summary["alerts_peak"]
+        errors = summary["panels"]["Error rate (5xx)"]
+        # Every 5th canary request is an upstream 500 that the proxy does not retry.
+        assert 0.1 <= errors["canary"] <= 0.3 and errors["production"] == 0.0, errors
+        assert summary["panels"]["Tokens per second"]["production"] is None
+        assert summary["panels"]["Tokens per second"]["canary"] > 0
+        assert summary["traffic"]["canary"]["500"] > 0 and "500" not in summary["traffic"]["production"]
+        pngs = sorted(p.name for p in out.glob("panel-*.png"))
+        assert len(pngs) == len({q.title for q in report.panel_queries()})
+        text = (out / "report.md").read_text()
+        assert all(f"]({name})" in text for name in pngs)
+        assert "divided by 60" in text
+        assert DEMO_ZAI_KEY not in output
