@@ -171,20 +171,26 @@ class TestHealthyCanary:
         targets = [stack.pods["canary"][0], stack.pods["production"][0]]
         caps = {p.name: int(p.env["MAX_WORKERS"]) for p in targets}
         assert caps == {targets[0].name: 10, targets[1].name: 20}  # the values files' maxWorkers
+        # The streams must outlast everything below: up to `fill_wait` for Prometheus to see the
+        # caps full, `observed` seconds of scrapes, then the queries. On a busy machine filling
+        # takes seconds, and a stream that ends inside the window pulls its minimum to 0.
+        fill_wait, observed = 10, 3
+        hold = fill_wait + observed + 3
         with traffic.paused():
-            with held_streams(targets[0], caps[targets[0].name], 8) as canary_out, \
-                    held_streams(targets[1], caps[targets[1].name], 8) as production_out:
+            with held_streams(targets[0], caps[targets[0].name], hold) as canary_out, \
+                    held_streams(targets[1], caps[targets[1].name], hold) as production_out:
                 def full():
                     result = prom.query("zai_proxy_concurrent_requests")
                     seen = {s["metric"]["pod"]: float(s["value"][1]) for s in result}
                     return all(seen.get(name) == cap for name, cap in caps.items())
-                assert wait_until(full, 10, 0.2), "Prometheus never scraped a full in-flight cap"
+                assert wait_until(full, fill_wait, 0.2), \
+                    "Prometheus never scraped a full in-flight cap"
                 full_since = time.time()
                 # One more request to a full pod is refused: the cap really is in use.
                 with held_streams(targets[0], 1, 1) as extra:
                     pass
                 assert extra == ["503"]
-                time.sleep(3)
+                time.sleep(observed)
                 window = f"{int(time.time() - full_since)}s"
                 def value(expr: str) -> float:
                     return float(prom.query(expr)[0]["value"][1])
