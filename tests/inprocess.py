@@ -67,10 +67,22 @@ class _Capture(logging.Handler):
             self.lines.append(self.format(record))
 
 
+# Settings that only mean something to gunicorn: in one process they would quietly do nothing,
+# and a test that sets them is about gunicorn.
+GUNICORN_ONLY = ("GUNICORN_CMD_ARGS", "PROMETHEUS_MULTIPROC_DIR")
+
+
 class InProcessProxy(ProxyReadings):
     def __init__(self, upstream_url: str, **env):
         import app as app_module
         from zai_proxy import config
+
+        gunicorn_only = [k for k in GUNICORN_ONLY if k in env]
+        if str(env.get("WEB_CONCURRENCY", "1")) != "1":
+            gunicorn_only.append("WEB_CONCURRENCY")
+        if gunicorn_only:
+            raise ValueError(f"{', '.join(gunicorn_only)}: only gunicorn uses this; a test about "
+                             "gunicorn takes the start_gunicorn fixture (ProxyProcess)")
 
         settings = {"ZAI_API_KEY": TEST_ZAI_KEY, "ZAI_BASE_URL": upstream_url,
                     "RATE_LIMIT_STATE_FILE": "", "LOG_LEVEL": "info"}

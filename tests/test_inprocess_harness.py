@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
@@ -59,3 +60,12 @@ def test_each_app_keeps_its_own_log_lines(start_proxy):
                                                                                 "req-third"}
     assert [line["request_id"] for line in second.wait_for_request_logs(1)] == ["req-second"]
     assert "req-second" not in first.stdout()
+
+
+@pytest.mark.parametrize("setting", [{"WEB_CONCURRENCY": "2"}, {"GUNICORN_CMD_ARGS": "--timeout 2"},
+                                     {"PROMETHEUS_MULTIPROC_DIR": "/tmp/x"}])
+def test_a_setting_only_gunicorn_uses_is_refused_in_process(start_proxy, setting):
+    """A test written for gunicorn (several workers, its flags) must not quietly pass against the
+    in-process app, where the setting would do nothing."""
+    with pytest.raises(ValueError, match="start_gunicorn"):
+        start_proxy(**setting)
