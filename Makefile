@@ -62,8 +62,9 @@ lint: venv ## ruff over all Python code (settings in pyproject.toml)
 test-chart: venv tools ## chart checks: helm lint, helm-unittest, kubeconform, kube-score, actionlint, README freshness
 	bash scripts/check-chart.sh
 
+# No pytest cache here: in `make test` this runs beside test-python, which keeps .pytest_cache.
 test-image: venv tools ## build image/Dockerfile with buildah (offline Debian base) and run its CMD (needs root)
-	$(PY) -m pytest -q tests/test_image.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_image.py
 
 image: tools ## build the image into buildah's local storage (BASE_IMAGE=... picks another base)
 	bash scripts/build-image.sh
