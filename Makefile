@@ -35,8 +35,27 @@ tiktoken-cache: $(VENV)/.installed ## extract tiktoken's BPE files from the lite
 tools: ## build helm, helm-unittest, kubeconform, actionlint... into .tools/bin; apt for promtool/redis
 	bash scripts/install-tools.sh
 
-test: venv tiktoken-cache tools lint test-chart test-image test-ui ## every check (what CI runs)
-	$(PY) -m pytest -q tests --ignore=tests/test_image.py
+# `make test` runs independent steps side by side, each step's output printed whole when it ends:
+# the venv (pip, mostly waiting on downloads) beside the tool builds (Go, CPU-bound), then the
+# tokenizer cache, lint and the UI build side by side, then the chart and image checks beside the
+# Python suite, which spends much of its time waiting on
+# timers (alert windows, a soak, slow streams).
+SIDE_BY_SIDE := --no-print-directory --output-sync=target
+
+test: ## every check (what CI runs)
+	$(MAKE) $(SIDE_BY_SIDE) -j2 venv tools
+	$(MAKE) $(SIDE_BY_SIDE) -j3 tiktoken-cache lint test-ui
+	$(MAKE) $(SIDE_BY_SIDE) -j3 test-chart test-image test-python
+
+# Four pytest workers (pytest-xdist; most tests wait on timers and sockets, not the CPU, so more
+# workers than cores pays). --dist loadscope hands out a module's test functions, or a
+# class's tests, as one unit, so a module- or class-scoped fixture (a reliability group, the leak
+# run) runs once; units go out in collection order, where tests/conftest.py puts those marked
+# `slow` first. One file runs faster without -n: `.venv/bin/python -m pytest -q tests/test_x.py`.
+PYTEST_PARALLEL := -n 4 --dist loadscope --no-loadscope-reorder
+
+test-python: venv tiktoken-cache tools ## the pytest suite (all but the image check), on four workers
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) tests --ignore=tests/test_image.py
 
 lint: venv ## ruff over all Python code (settings in pyproject.toml)
 	$(VENV)/bin/ruff check .
@@ -44,8 +63,9 @@ lint: venv ## ruff over all Python code (settings in pyproject.toml)
 test-chart: venv tools ## chart checks: helm lint, helm-unittest, kubeconform, kube-score, actionlint, README freshness
 	bash scripts/check-chart.sh
 
+# No pytest cache here: in `make test` this runs beside test-python, which keeps .pytest_cache.
 test-image: venv tools ## build image/Dockerfile with buildah (offline Debian base) and run its CMD (needs root)
-	$(PY) -m pytest -q tests/test_image.py
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_image.py
 
 # The dashboard's browser UI (React + Vite): Node packages only from the committed lockfile.
 UI := dashboard/ui

@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Installs every chart/CI tool the checks need into the repo, so a clean clone on a fresh machine
 # passes `make test` without anything installed by hand:
-#   - Go tools, built from their modules at pinned versions into .tools/bin (GOBIN), with a
-#     repo-local GOPATH/GOMODCACHE/GOCACHE under .cache/ so $HOME is never touched;
+#   - Go tools built from their modules at pinned versions into .tools/bin (GOBIN), with a
+#     repo-local GOPATH/GOMODCACHE/GOCACHE under .cache/ so $HOME is never touched. helm,
+#     helm-unittest, helm-docs, kubeconform and actionlint are one module (scripts/go-tools:
+#     versions in its go.mod, checksums in its go.sum), so the libraries they share are compiled
+#     once; kube-score, which needs older Kubernetes API packages, is built beside it at the same
+#     time (while one build links or downloads, the other compiles);
 #   - helm-unittest registered as a helm plugin under .tools/helm (HELM_* dirs point there);
-#   - Debian packages (promtool + a real Prometheus, redis-server, nginx, jq) only when missing.
-# Idempotent and fast when already done: each binary is rebuilt only when its pinned version
-# stamp changes.
+#   - Debian packages (promtool + a real Prometheus, redis-server, nginx, jq, chromium) only when
+#     missing.
+# Idempotent and fast when already done: binaries are rebuilt only when their pinned versions
+# (or the build flags) change.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -14,17 +19,17 @@ TOOLS="$ROOT/.tools"
 BIN="$TOOLS/bin"
 mkdir -p "$BIN"
 
-# Pinned versions. helm matches the Helm module helm-unittest v1.1.2 is built against, so
-# `helm template` and the unit tests render with the same engine (Argo CD embeds Helm 3 too).
-HELM_VERSION=v3.21.3
-HELM_UNITTEST_VERSION=v1.1.2
-KUBECONFORM_VERSION=v0.8.0
-ACTIONLINT_VERSION=v1.7.12
+GO_TOOLS="$ROOT/scripts/go-tools"
+# Pinned versions: the go-tools module's require lines, and kube-score's here. helm matches the
+# Helm module helm-unittest is built against, so `helm template` and the unit tests render with
+# the same engine (Argo CD embeds Helm 3 too).
+module_version() { sed -n "s|^[[:space:]]*$1 \(v[^ ]*\).*|\1|p" "$GO_TOOLS/go.mod"; }
+HELM_VERSION="$(module_version helm.sh/helm/v3)"
+HELM_UNITTEST_VERSION="$(module_version github.com/helm-unittest/helm-unittest)"
 # kube-linter's module (golang.stackrox.io/kube-linter) is not served by the Go module proxy
 # this project can reach (403 for every version): it runs in the GitHub workflow only, and
 # kube-score lints the rendered objects everywhere.
 KUBE_SCORE_VERSION=v1.20.0
-HELM_DOCS_VERSION=v1.14.2
 # The Kubernetes version helm and helm-unittest assume without a cluster (helm's own Makefile sets it
 # from its client-go version; a plain `go install` would leave the ancient v1.20 default, which fails
 # the chart's kubeVersion constraint).
@@ -47,41 +52,42 @@ mkdir -p "$HELM_CONFIG_HOME" "$HELM_CACHE_HOME" "$HELM_DATA_HOME" "$HELM_PLUGINS
 
 log() { printf 'install-tools: %s\n' "$*"; }
 
-# go_tool NAME PACKAGE@VERSION [ldflags]: build once per pinned version; a stamp file records it.
+# go_tool NAME PACKAGE@VERSION: build once per pinned version; a stamp file records it.
 go_tool() {
-    local name="$1" pkg="$2" ldflags="${3:-}"
+    local name="$1" pkg="$2"
     local stamp="$BIN/.$name.version"
-    if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$pkg $ldflags" ]]; then
+    if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$pkg" ]]; then
         return 0
     fi
     log "building $name ($pkg)"
-    go install -trimpath -ldflags "-s -w $ldflags" "$pkg"
-    printf '%s' "$pkg $ldflags" >"$stamp"
+    go install -trimpath -ldflags "-s -w" "$pkg"
+    printf '%s' "$pkg" >"$stamp"
 }
 
-# go_tool_src NAME MODULE@VERSION PKGDIR [ldflags]: for modules whose go.mod has replace directives, which
-# `go install pkg@version` refuses: build inside the downloaded module, so its replaces apply.
-go_tool_src() {
-    local name="$1" modver="$2" pkgdir="$3" ldflags="${4:-}"
-    local stamp="$BIN/.$name.version"
-    if [[ -x "$BIN/$name" && -f "$stamp" && "$(cat "$stamp")" == "$modver $ldflags" ]]; then
+# go_tools_module: every tool of scripts/go-tools in one build. helm's version and the Kubernetes
+# version are set at link time; a -X naming a symbol a binary lacks is ignored, so one set of
+# flags serves all five. Rebuilt when go.mod, go.sum, the flags or the Go version change.
+go_tools_module() {
+    local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $KUBE_LDFLAGS"
+    local stamp="$BIN/.go-tools.version" want name missing=0
+    want="$( (cat "$GO_TOOLS/go.mod" "$GO_TOOLS/go.sum"; echo "$ldflags"; go version) | sha256sum)"
+    for name in helm helm-unittest helm-docs kubeconform actionlint; do
+        [[ -x "$BIN/$name" ]] || missing=1
+    done
+    if ((missing == 0)) && [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
         return 0
     fi
-    log "building $name ($modver, from its module source)"
-    local dir
-    dir="$(go mod download -json "$modver" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-    [[ -d "$dir" ]] || { log "cannot download $modver"; exit 1; }
-    (cd "$dir" && go build -trimpath -ldflags "-s -w $ldflags" -o "$BIN/$name" "$pkgdir")
-    printf '%s' "$modver $ldflags" >"$stamp"
+    log "building helm $HELM_VERSION, helm-unittest $HELM_UNITTEST_VERSION, helm-docs, kubeconform, actionlint (scripts/go-tools)"
+    (cd "$GO_TOOLS" && go install -trimpath -ldflags "$ldflags" tool)
+    printf '%s' "$want" >"$stamp"
 }
 
-go_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" \
-    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $KUBE_LDFLAGS"
-go_tool_src helm-unittest "github.com/helm-unittest/helm-unittest@$HELM_UNITTEST_VERSION" ./cmd/helm-unittest "$KUBE_LDFLAGS"
-go_tool kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
-go_tool actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
-go_tool kube-score "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION"
-go_tool helm-docs "github.com/norwoodj/helm-docs/cmd/helm-docs@$HELM_DOCS_VERSION"
+go_tool kube-score "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION" &
+kube_score=$!
+trap 'kill "$kube_score" 2>/dev/null || true' EXIT   # a failed build below ends this one too
+go_tools_module
+wait "$kube_score" || { log "building kube-score failed"; exit 1; }
+trap - EXIT
 
 # Register helm-unittest as a local plugin: a plugin dir whose plugin.yaml runs the built binary.
 # No install hooks (they would download a release binary, which cannot work offline).

@@ -172,6 +172,8 @@ def label_values(found: dict[str, set]) -> dict[str, set]:
     return values
 
 
+pytestmark = pytest.mark.slow
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     from tools.fake_zai import FakeZai

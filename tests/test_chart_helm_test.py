@@ -7,6 +7,7 @@ machine's Python against the proxy on loopback instead of the release's Service.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -23,8 +24,10 @@ PRODUCTION = ("zai-proxy", "mcp", "values/values-production.yaml")
 CANARY = ("zai-proxy-canary", "devpod", "values/values-canary.yaml")
 
 
+@functools.cache
 def helm_test_pod(release):
-    """The test Pod as `helm template` renders it for one of the two releases."""
+    """The test Pod as `helm template` renders it for one of the two releases (once per run;
+    nothing changes it)."""
     name, namespace, values = release
     env = dict(os.environ)
     for var, sub in (("HELM_CONFIG_HOME", "config"), ("HELM_CACHE_HOME", "cache"),

@@ -109,8 +109,8 @@ class Served:
             try:
                 if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass    # not listening yet, or listening while its workers still boot
             time.sleep(0.1)
         raise AssertionError(f"/readyz never answered 200:\n{self.stderr()}")
 

@@ -1,7 +1,11 @@
-"""The MAX_WORKERS cap, client disconnects, long streams and graceful shutdown."""
+"""The MAX_WORKERS cap, client disconnects, long streams and graceful shutdown.
+
+Hang-ups are the pipeline's (its disconnect watcher): in-process. The cap with probes still
+answering (gunicorn's thread pool), gunicorn's worker timeout and SIGTERM: under gunicorn."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import signal
 import socket
 import threading
@@ -31,8 +35,8 @@ def _wait_for(predicate, timeout=10.0):
     return False
 
 
-def test_over_the_cap_is_503_at_once_while_metrics_and_probes_answer(start_proxy):
-    proxy = start_proxy(MAX_WORKERS="3", RATE_LIMIT_ENABLED="false")
+def test_over_the_cap_is_503_at_once_while_metrics_and_probes_answer(start_gunicorn):
+    proxy = start_gunicorn(MAX_WORKERS="3", RATE_LIMIT_ENABLED="false")
     streams = [_open_stream(proxy, "ok;chunks=40;interval_ms=100") for _ in range(3)]
     try:
         assert proxy.value("zai_proxy_concurrent_requests") == 3
@@ -91,25 +95,32 @@ def test_disconnect_before_the_upstream_answers_cancels_the_upstream_call(start_
     assert _wait_for(lambda: proxy.value("zai_proxy_concurrent_requests") == 0, timeout=3)
 
 
-def _direct(fake_zai, body, headers) -> bytes:
-    """What the upstream sends for this request when asked directly."""
-    return requests.post(fake_zai.url + "/api/paas/v4/chat/completions", json=body,
-                         headers=headers).content
+def _direct(fake_zai, body, headers) -> concurrent.futures.Future:
+    """What the upstream sends for this request when asked directly: fetched in the background
+    while the test's own request runs, so a slow stream is not waited for twice."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        return pool.submit(lambda: requests.post(fake_zai.url + "/api/paas/v4/chat/completions",
+                                                 json=body, headers=headers,
+                                                 timeout=30).content)
+    finally:
+        pool.shutdown(wait=False)
 
 
-def test_a_stream_outlives_the_gunicorn_worker_timeout(start_proxy, fake_zai):
-    proxy = start_proxy(GUNICORN_CMD_ARGS="--timeout 2", RATE_LIMIT_ENABLED="false")
+def test_a_stream_outlives_the_gunicorn_worker_timeout(start_gunicorn, fake_zai):
+    proxy = start_gunicorn(GUNICORN_CMD_ARGS="--timeout 2", RATE_LIMIT_ENABLED="false")
     scenario = {"X-Fake-Scenario": "ok;chunks=12;interval_ms=500"}
+    expected = _direct(fake_zai, SLOW_STREAM, scenario)
     started = time.monotonic()
     response = requests.post(proxy.url + "/v1/chat/completions", json=SLOW_STREAM,
                              headers=scenario)
     assert time.monotonic() - started > 5.0              # 2.5 × gunicorn's timeout
     assert response.status_code == 200
-    assert response.content == _direct(fake_zai, SLOW_STREAM, scenario)
+    assert response.content == expected.result(30)
 
 
-def test_sigterm_drains_in_flight_streams(start_proxy, fake_zai):
-    proxy = start_proxy(RATE_LIMIT_ENABLED="false")
+def test_sigterm_drains_in_flight_streams(start_gunicorn, fake_zai):
+    proxy = start_gunicorn(RATE_LIMIT_ENABLED="false")
     scenario = {"X-Fake-Scenario": "ok;chunks=20;interval_ms=150"}
     expected = _direct(fake_zai, SLOW_STREAM, scenario)
     received = {}
@@ -132,5 +143,5 @@ def test_sigterm_drains_in_flight_streams(start_proxy, fake_zai):
     assert refused.headers["Retry-After"] == "1"
     reader.join(20)
     assert received["status"] == 200
-    assert received["body"] == expected                   # every chunk and [DONE] arrived
+    assert received["body"] == expected.result(30)        # every chunk and [DONE] arrived
     assert proxy.proc.wait(20) == 0

@@ -1,4 +1,5 @@
-"""The metrics move as they should, with bounded labels, also with two worker processes."""
+"""The metrics move as they should, with bounded labels (in-process), and with two gunicorn
+worker processes sharing one multiprocess directory."""
 
 from __future__ import annotations
 
@@ -94,8 +95,8 @@ def test_upstream_statuses_are_counted_as_upstream_errors(start_proxy):
     assert proxy.wait_value("zai_proxy_requests_total", 2, status_code="503") == 2
 
 
-def test_two_worker_processes_report_one_consistent_set(start_proxy):
-    proxy = start_proxy(WEB_CONCURRENCY="2", MAX_WORKERS="8", RATE_LIMIT_ENABLED="false")
+def test_two_worker_processes_report_one_consistent_set(start_gunicorn):
+    proxy = start_gunicorn(WEB_CONCURRENCY="2", MAX_WORKERS="8", RATE_LIMIT_ENABLED="false")
     workers = psutil.Process(proxy.proc.pid).children()
     assert len(workers) == 2
     served_by = set()
@@ -121,8 +122,8 @@ def test_two_worker_processes_report_one_consistent_set(start_proxy):
     assert "pid=" not in proxy.metrics_text()
 
 
-def test_a_dead_worker_is_marked_and_its_gauges_dropped(start_proxy):
-    proxy = start_proxy(WEB_CONCURRENCY="2", MAX_WORKERS="8", RATE_LIMIT_ENABLED="false")
+def test_a_dead_worker_is_marked_and_its_gauges_dropped(start_gunicorn):
+    proxy = start_gunicorn(WEB_CONCURRENCY="2", MAX_WORKERS="8", RATE_LIMIT_ENABLED="false")
     for _ in range(4):
         requests.post(proxy.url + "/v1/chat/completions", json=CHAT)
     # A worker counts a request as gunicorn closes it, just after the client has the last byte;
@@ -147,11 +148,11 @@ def test_a_dead_worker_is_marked_and_its_gauges_dropped(start_proxy):
     assert proxy.value("zai_proxy_requests_total", path="/v1/chat/completions") == 4
 
 
-def test_a_scrape_while_a_process_creates_its_metrics_file_still_succeeds(start_proxy):
+def test_a_scrape_while_a_process_creates_its_metrics_file_still_succeeds(start_gunicorn):
     # prometheus_client creates a worker's `<type>_<pid>.db` empty and sizes it a moment later;
     # a scrape in that window used to answer 500 (struct.error), which CI once caught. An empty
     # file is exactly that moment, frozen.
-    proxy = start_proxy(RATE_LIMIT_ENABLED="false")
+    proxy = start_gunicorn(RATE_LIMIT_ENABLED="false")
     assert requests.post(proxy.url + "/v1/chat/completions", json=CHAT).status_code == 200
     metrics_dir = Path(proxy.env["PROMETHEUS_MULTIPROC_DIR"])
     (metrics_dir / "histogram_999999.db").touch()

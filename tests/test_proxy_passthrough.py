@@ -6,6 +6,7 @@ and identity, never the client's.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 
@@ -112,9 +113,21 @@ def test_coding_plan_path_is_configurable(start_proxy, fake_zai):
 
 def test_openai_stream_arrives_incrementally_and_intact(proxy, fake_zai):
     scenario = "ok;chunks=6;interval_ms=300"
-    direct = requests.post(fake_zai.url + "/api/paas/v4/chat/completions",
-                           json={"model": "glm-4.7", "stream": True, "messages": []},
-                           headers={"X-Fake-Scenario": scenario}).content
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:   # the same stream, asked directly
+        direct = pool.submit(lambda: requests.post(
+            fake_zai.url + "/api/paas/v4/chat/completions", timeout=30,
+            json={"model": "glm-4.7", "stream": True, "messages": []},
+            headers={"X-Fake-Scenario": scenario}).content)
+        arrivals, received = _receive_stream(proxy, scenario)
+    assert received == direct.result()
+    # The first event reached the client while the upstream was still generating: 5 more
+    # chunks at 300 ms each were still to come.
+    assert arrivals[0] < arrivals[-1] - 1.0
+    assert len(arrivals) >= 4
+
+
+def _receive_stream(proxy, scenario) -> tuple[list[float], bytes]:
+    """(when each piece arrived, the bytes) of a streamed chat completion read raw."""
     started = time.monotonic()
     arrivals, received = [], b""
     with requests.post(proxy.url + "/v1/chat/completions", stream=True,
@@ -127,11 +140,7 @@ def test_openai_stream_arrives_incrementally_and_intact(proxy, fake_zai):
         for chunk in response.raw.stream(65536, decode_content=False):
             arrivals.append(time.monotonic() - started)
             received += chunk
-    assert received == direct
-    # The first event reached the client while the upstream was still generating: 5 more
-    # chunks at 300 ms each were still to come.
-    assert arrivals[0] < arrivals[-1] - 1.0
-    assert len(arrivals) >= 4
+    return arrivals, received
 
 
 def test_anthropic_stream_through_sdk(proxy):
@@ -192,8 +201,9 @@ def test_upstream_connections_are_pooled_and_reused(proxy, fake_zai):
     for _ in range(20):
         assert requests.post(proxy.url + "/v1/chat/completions",
                              json={"model": "glm-4.7", "messages": []}).status_code == 200
-    [worker] = psutil.Process(proxy.proc.pid).children()
-    upstream = [c for c in worker.net_connections("tcp")
+    # The proxy runs in this process: its sockets towards the upstream port are ours (the fake's
+    # own ends have the upstream port as their local one).
+    upstream = [c for c in psutil.Process().net_connections("tcp")
                 if c.raddr and c.raddr.port == upstream_port]
     # Twenty sequential requests, one kept-alive upstream connection.
     assert len(upstream) == 1 and upstream[0].status == psutil.CONN_ESTABLISHED

@@ -10,8 +10,8 @@ import requests
 from tools.proxy_process import ProxyProcess
 
 
-def test_a_proxy_whose_port_was_taken_moves_to_a_free_one(start_proxy, fake_zai, tmp_path):
-    first = start_proxy(RATE_LIMIT_ENABLED="false")
+def test_a_proxy_whose_port_was_taken_moves_to_a_free_one(start_gunicorn, fake_zai, tmp_path):
+    first = start_gunicorn(RATE_LIMIT_ENABLED="false")
     second = ProxyProcess(tmp_path / "second", fake_zai.url, RATE_LIMIT_ENABLED="false")
     second._move_to(first.port)        # what a lost race between free_port() and bind() leaves
     try:

@@ -73,9 +73,9 @@ def _max_in_any_second(times: list[float]) -> int:
 
 
 @pytest.mark.parametrize("storage", ["redis", "memory"])
-def test_two_worker_processes_hold_one_global_rate(start_proxy, fake_zai, redis_url, storage):
+def test_two_worker_processes_hold_one_global_rate(start_gunicorn, fake_zai, redis_url, storage):
     uri = redis_url if storage == "redis" else "memory://"
-    proxy = start_proxy(WEB_CONCURRENCY="2", RATE_LIMIT_STORAGE_URI=uri, **FIXED_RATE)
+    proxy = start_gunicorn(WEB_CONCURRENCY="2", RATE_LIMIT_STORAGE_URI=uri, **FIXED_RATE)
     sessions = _sessions_on_each_worker(proxy, 15)
     started = time.monotonic()
     statuses = _blast_over(proxy, sessions)
@@ -84,10 +84,11 @@ def test_two_worker_processes_hold_one_global_rate(start_proxy, fake_zai, redis_
     arrivals = sorted(r.time for r in fake_zai.requests)
     # 5 req/s for the pod, whichever worker admits. Budgets are per one-second window, so 30
     # requests need six windows: the first and last arrivals are at least four seconds apart
-    # (a budget multiplied by two workers needs three windows: at most three seconds), and a
-    # sliding second holds at most two windows' worth (10, not 20).
+    # (a budget multiplied by two workers needs three windows: at most three seconds). A sliding
+    # second holds about two windows' worth: 10 when admitted, a few more once the trip to the
+    # upstream bunches them on a busy machine, never the 20 of a budget doubled by two workers.
     assert arrivals[-1] - arrivals[0] >= 3.9
-    assert _max_in_any_second(arrivals) <= 10
+    assert _max_in_any_second(arrivals) <= 15
     assert elapsed >= 3.9
     if storage == "memory":
         warning = [line for line in proxy.log_lines() if "RATE_LIMIT_STORAGE_URI" in

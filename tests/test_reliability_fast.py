@@ -4,11 +4,11 @@ Same runners and expectations as the full run, at a smaller size: every upstream
 families, streaming and not (two bursts of two requests), every client fault, slow clients for
 7 s, a 20 s soak, a rolling restart of two workers, a 5 s Redis outage.
 
-Each group runs once per module; its rows are judged by two tests:
-  test_as_expected[group]      rows without a known finding: any mismatch is a regression
-  test_findings_fixed[group]   rows that demonstrate a known proxy defect (F1…, described with
-                               the proposed fix in docs/reliability.md): they fail until it is
-                               fixed, and then pass like any other row
+Each group runs once, in its own class; its rows are judged by two tests:
+  Test<Group>::test_as_expected     rows without a known finding: any mismatch is a regression
+  Test<Group>::test_findings_fixed  rows that demonstrate a known proxy defect (F1…, described
+                                    with the proposed fix in docs/reliability.md): they fail until
+                                    it is fixed, and then pass like any other row
 """
 
 from __future__ import annotations
@@ -27,37 +27,61 @@ JUDGED = tuple(group for group in GROUPS if group != "starvation")
 MINIMUM_ROWS = {"upstream": 100, "client": 40, "load": 3, "restart": 1, "shared-state": 5}
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    cache = {}
-
-    def rows_of(group: str):
-        if group not in cache:
-            with Stack(tmp_path_factory.mktemp(group)) as stack:
-                cache[group] = run_group(group, stack, FAST)
-        return cache[group]
-
-    return rows_of
+pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("group", JUDGED)
-def test_as_expected(results, group):
-    rows = results(group)
-    assert len(rows) >= MINIMUM_ROWS[group]
-    plain = [r for r in rows if not r.finding]
-    assert all(r.ok for r in plain), "\n" + describe_failures(plain)
+@pytest.fixture(scope="class")
+def rows(request, tmp_path_factory):
+    """The rows of the class's group, run once for its tests. One class per group: a parallel run
+    (pytest -n, --dist loadscope) gives each class one worker, so groups run side by side and
+    none runs twice."""
+    group = request.cls.group
+    with Stack(tmp_path_factory.mktemp(group)) as stack:
+        return run_group(group, stack, FAST)
 
 
-@pytest.mark.parametrize("group", JUDGED)
-def test_findings_fixed(results, group):
-    known = [r for r in results(group) if r.finding]
-    assert all(r.ok for r in known), "\n" + describe_failures(known)
+class Group:
+    group = ""
+
+    def test_as_expected(self, rows):
+        assert len(rows) >= MINIMUM_ROWS[self.group]
+        plain = [r for r in rows if not r.finding]
+        assert all(r.ok for r in plain), "\n" + describe_failures(plain)
+
+    def test_findings_fixed(self, rows):
+        known = [r for r in rows if r.finding]
+        assert all(r.ok for r in known), "\n" + describe_failures(known)
 
 
-def test_the_load_really_ran(results):
-    soak, _, _ = results("load")
-    assert soak.figures["requests"] > 300
-    [restart] = results("restart")
-    assert restart.figures["streams_completed"] > 0
-    # Streams were in flight at every SIGTERM: a lost one would have shown.
-    assert min(restart.figures["in_flight_at_signal"]) > 0
+class TestUpstream(Group):
+    group = "upstream"
+
+
+class TestClient(Group):
+    group = "client"
+
+
+class TestLoad(Group):
+    group = "load"
+
+    def test_the_load_really_ran(self, rows):
+        soak, _, _ = rows
+        assert soak.figures["requests"] > 300
+
+
+class TestRestart(Group):
+    group = "restart"
+
+    def test_the_restarts_really_met_streams(self, rows):
+        [restart] = rows
+        assert restart.figures["streams_completed"] > 0
+        # Streams were in flight at every SIGTERM: a lost one would have shown.
+        assert min(restart.figures["in_flight_at_signal"]) > 0
+
+
+class TestSharedState(Group):
+    group = "shared-state"
+
+
+def test_every_judged_group_has_its_class():
+    assert sorted(cls.group for cls in Group.__subclasses__()) == sorted(JUDGED)

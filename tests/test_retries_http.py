@@ -25,8 +25,8 @@ def _post(proxy, scenario: str, path="/v1/chat/completions", body=CHAT, **kwargs
                          timeout=30, **kwargs)
 
 
-def test_1302_concurrency_plain_retry_then_success(inprocess_proxy, fake_zai):
-    proxy = inprocess_proxy(**BASE)
+def test_1302_concurrency_plain_retry_then_success(start_proxy, fake_zai):
+    proxy = start_proxy(**BASE)
     response = _post(proxy, f"fail_first;n=2;key={_key()};code=1302")
     assert response.status_code == 200
     assert len(fake_zai.requests) == 3
@@ -39,8 +39,8 @@ def test_1302_concurrency_plain_retry_then_success(inprocess_proxy, fake_zai):
 
 @pytest.mark.parametrize("code, error_class", [("1303", "frequency"), ("1305", "frequency"),
                                                ("1312", "congestion")])
-def test_frequency_and_congestion_are_jittered(inprocess_proxy, fake_zai, code, error_class):
-    proxy = inprocess_proxy(**BASE)
+def test_frequency_and_congestion_are_jittered(start_proxy, fake_zai, code, error_class):
+    proxy = start_proxy(**BASE)
     response = _post(proxy, f"fail_first;n=3;key={_key()};code={code}")
     assert response.status_code == 200
     assert len(fake_zai.requests) == 4
@@ -52,8 +52,8 @@ def test_frequency_and_congestion_are_jittered(inprocess_proxy, fake_zai, code, 
 
 
 @pytest.mark.parametrize("code", ["1308", "1310"])
-def test_quota_is_never_retried_and_the_final_429_is_annotated(inprocess_proxy, fake_zai, code):
-    proxy = inprocess_proxy(**BASE)
+def test_quota_is_never_retried_and_the_final_429_is_annotated(start_proxy, fake_zai, code):
+    proxy = start_proxy(**BASE)
     scenario = f"error;code={code};reset_time=2026-12-01%2010:00:00"
     direct = requests.post(fake_zai.url + "/api/paas/v4/chat/completions", json=CHAT,
                            headers={"X-Fake-Scenario": scenario})
@@ -71,16 +71,16 @@ def test_quota_is_never_retried_and_the_final_429_is_annotated(inprocess_proxy, 
     assert proxy.value("zai_proxy_retry_attempts_total") == 0
 
 
-def test_reset_time_given_only_in_the_message_text(inprocess_proxy):
-    proxy = inprocess_proxy(**BASE)
+def test_reset_time_given_only_in_the_message_text(start_proxy):
+    proxy = start_proxy(**BASE)
     response = _post(proxy, "error;code=1308;reset_time=2026-12-01%2010:00:00;reset_field=0")
     assert "reset_time" not in response.json()["error"]
     assert response.headers["X-Zai-Rate-Limit-Reset"] == "2026-12-01T02:00:00Z"
 
 
-def test_unknown_code_retries_conservatively_then_passes_the_429_through(inprocess_proxy,
+def test_unknown_code_retries_conservatively_then_passes_the_429_through(start_proxy,
                                                                           fake_zai):
-    proxy = inprocess_proxy(**{**BASE, "MAX_RETRIES": "2"})
+    proxy = start_proxy(**{**BASE, "MAX_RETRIES": "2"})
     response = _post(proxy, "error;status=429;code=1399;retry_after=2")
     assert response.status_code == 429
     assert len(fake_zai.requests) == 3
@@ -95,30 +95,30 @@ def test_unknown_code_retries_conservatively_then_passes_the_429_through(inproce
     ("retry_after=3", 3.0), ("body_retry_after=5", 5.0), ("retry_after=3;body_retry_after=4", 4.0),
 ])
 def test_wait_is_the_largest_of_backoff_and_what_the_upstream_advertises(
-        inprocess_proxy, advertised, expected):
-    proxy = inprocess_proxy(**BASE)
+        start_proxy, advertised, expected):
+    proxy = start_proxy(**BASE)
     response = _post(proxy, f"fail_first;n=1;key={_key()};code=1302;{advertised}")
     assert response.status_code == 200
     assert proxy.waits == [expected]
 
 
-def test_retry_after_as_an_http_date(inprocess_proxy):
-    proxy = inprocess_proxy(**BASE)
+def test_retry_after_as_an_http_date(start_proxy):
+    proxy = start_proxy(**BASE)
     _post(proxy, f"fail_first;n=1;key={_key()};code=1302;retry_after=4;retry_after_date=1")
     [wait] = proxy.waits
     assert 2.0 <= wait <= 4.0                            # a date has one-second precision
 
 
-def test_a_wait_longer_than_max_wait_is_not_made(inprocess_proxy, fake_zai):
-    proxy = inprocess_proxy(**{**BASE, "RATE_LIMIT_MAX_WAIT": "30s"})
+def test_a_wait_longer_than_max_wait_is_not_made(start_proxy, fake_zai):
+    proxy = start_proxy(**{**BASE, "RATE_LIMIT_MAX_WAIT": "30s"})
     response = _post(proxy, "error;code=1302;retry_after=120")
     assert response.status_code == 429
     assert len(fake_zai.requests) == 1 and proxy.waits == []
     assert response.headers["Retry-After"] == "120"
 
 
-def test_network_errors_are_retried_with_backoff_then_502(inprocess_proxy, fake_zai):
-    proxy = inprocess_proxy(**BASE)
+def test_network_errors_are_retried_with_backoff_then_502(start_proxy, fake_zai):
+    proxy = start_proxy(**BASE)
     assert _post(proxy, f"fail_first;n=1;key={_key()};fail_with=reset_before").status_code == 200
     assert proxy.waits == [1.0]
     assert proxy.value("zai_proxy_retry_attempts_total", reason="network_error") == 1
@@ -135,8 +135,8 @@ def test_network_errors_are_retried_with_backoff_then_502(inprocess_proxy, fake_
     ("truncated_json", "truncated_response", False),
     ("empty_200", "empty_streaming", True),
 ])
-def test_empty_or_cut_200s_are_retried(inprocess_proxy, fake_zai, fault, reason, stream):
-    proxy = inprocess_proxy(**BASE)
+def test_empty_or_cut_200s_are_retried(start_proxy, fake_zai, fault, reason, stream):
+    proxy = start_proxy(**BASE)
     body = {**CHAT, "stream": stream}
     ok = _post(proxy, f"fail_first;n=2;key={_key()};fail_with={fault}", body=body)
     assert ok.status_code == 200 and len(fake_zai.requests) == 3
@@ -149,8 +149,8 @@ def test_empty_or_cut_200s_are_retried(inprocess_proxy, fake_zai, fault, reason,
     assert len(fake_zai.requests) == 4
 
 
-def test_nothing_is_retried_once_bytes_reached_the_client(inprocess_proxy, fake_zai):
-    proxy = inprocess_proxy(**BASE)
+def test_nothing_is_retried_once_bytes_reached_the_client(start_proxy, fake_zai):
+    proxy = start_proxy(**BASE)
     response = _post(proxy, "reset_mid;after=3", body={**CHAT, "stream": True})
     assert response.status_code == 200
     assert len(fake_zai.requests) == 1 and proxy.waits == []
@@ -161,8 +161,8 @@ def test_nothing_is_retried_once_bytes_reached_the_client(inprocess_proxy, fake_
     assert proxy.value("zai_proxy_upstream_errors_total", error_type="read_error") == 1
 
 
-def test_anthropic_stream_failure_ends_with_an_anthropic_error_event(inprocess_proxy):
-    proxy = inprocess_proxy(**BASE)
+def test_anthropic_stream_failure_ends_with_an_anthropic_error_event(start_proxy):
+    proxy = start_proxy(**BASE)
     response = _post(proxy, "reset_mid;after=3", path="/v1/messages",
                      body={**CHAT, "max_tokens": 10, "stream": True})
     last = [e for e in response.content.split(b"\n\n") if e][-1]
@@ -171,16 +171,16 @@ def test_anthropic_stream_failure_ends_with_an_anthropic_error_event(inprocess_p
     assert payload["type"] == "error" and payload["error"]["type"] == "api_error"
 
 
-def test_anthropic_529_overloaded_is_retried(inprocess_proxy, fake_zai):
-    proxy = inprocess_proxy(**BASE)
+def test_anthropic_529_overloaded_is_retried(start_proxy, fake_zai):
+    proxy = start_proxy(**BASE)
     response = _post(proxy, f"fail_first;n=1;key={_key()};fail_with=status;code=529",
                      path="/v1/messages", body={**CHAT, "max_tokens": 10})
     assert response.status_code == 200 and len(fake_zai.requests) == 2
     assert proxy.value("zai_proxy_retry_attempts_total", reason="overloaded") == 1
 
 
-def test_every_retry_re_acquires_admission(inprocess_proxy, fake_zai):
-    proxy = inprocess_proxy(**{**BASE, "RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_INITIAL": "50",
+def test_every_retry_re_acquires_admission(start_proxy, fake_zai):
+    proxy = start_proxy(**{**BASE, "RATE_LIMIT_ENABLED": "true", "RATE_LIMIT_INITIAL": "50",
                                "RATE_LIMIT_MAX": "50"})
     assert _post(proxy, f"fail_first;n=2;key={_key()};code=1302").status_code == 200
     assert len(fake_zai.requests) == 3

@@ -39,8 +39,8 @@ def compares(monkeypatch):
 
 
 @pytest.fixture
-def keyed(inprocess_proxy):
-    return inprocess_proxy(PROXY_API_KEYS=",".join(KEYS), ADMIN_TOKEN=ADMIN,
+def keyed(start_proxy):
+    return start_proxy(PROXY_API_KEYS=",".join(KEYS), ADMIN_TOKEN=ADMIN,
                            RATE_LIMIT_ENABLED="true")
 
 
@@ -186,8 +186,8 @@ def test_the_admin_endpoint_requires_its_token_in_the_bearer_form(keyed):
     assert requests.get(url, headers={"Authorization": f"Bearer {ADMIN}"}).status_code in (404, 405)
 
 
-def test_the_admin_endpoint_is_off_without_a_token(inprocess_proxy, compares):
-    proxy = inprocess_proxy(RATE_LIMIT_ENABLED="true")
+def test_the_admin_endpoint_is_off_without_a_token(start_proxy, compares):
+    proxy = start_proxy(RATE_LIMIT_ENABLED="true")
     response = requests.post(proxy.url + "/admin/reset-rate-limit",
                              headers={"Authorization": "Bearer anything"})
     assert response.status_code == 404

@@ -276,6 +276,8 @@ def _drive_main(proxy: ProxyProcess, fake: FakeZai, redis: PasswordRedis, out: O
     proxy.proc.wait(30)
 
 
+pytestmark = pytest.mark.slow
+
 @pytest.fixture(scope="module")
 def leak_run(tmp_path_factory):
     """The whole run, once; each test below asserts on one part of what it produced."""

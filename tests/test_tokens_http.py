@@ -1,4 +1,4 @@
-"""Token and cost accounting through the real proxy (gunicorn, multiprocess metrics).
+"""Token and cost accounting through the proxy app over HTTP, read from its metrics.
 
 The fake upstream reports usage numbers we choose, so every direction is asserted exactly:
 prompt 100 (of which 20 cached), completion 50, and on Anthropic 10 tokens written to the cache.

@@ -155,15 +155,18 @@ def test_each_cause_is_named_at_the_boundary(listeners, fake_zai, untrusted_tls)
                         "timed out"),
         "accept queue full": (f"http://127.0.0.1:{_full_queue(listeners).port}",
                               errors.CONNECT_TIMEOUT, "timed out"),
+        # The peer closes after the head: with the body still unread by then, the kernel
+        # answers the client with a reset instead of a plain close; both are a reset here.
         "closed before an answer": (f"http://127.0.0.1:{closing.port}", errors.RESET,
-                                    "without an answer"),
+                                    ("without an answer", "reset by peer")),
         "not HTTP": (f"http://127.0.0.1:{garbage.port}", errors.PROTOCOL,
                      "not an HTTP status line"),
     }
     for name, (url, kind, words) in cases.items():
         failure = _send(url)
         assert (failure.kind, failure.answered) == (kind, False), name
-        assert words.lower() in failure.detail.lower(), (name, failure.detail)
+        accepted = words if isinstance(words, tuple) else (words,)
+        assert any(w.lower() in failure.detail.lower() for w in accepted), (name, failure.detail)
         assert "127.0.0.1" not in failure.detail and "/api/" not in failure.detail, name
 
 

@@ -6,6 +6,7 @@ stderr go to files so tests can assert on the log lines (and grep them for secre
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -29,92 +30,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class ProxyProcess:
-    # The image's CMD, run inside image/.
-    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
+class ProxyReadings:
+    """What a test reads from a running proxy, over HTTP like a scraper and from its log lines:
+    shared by ProxyProcess (gunicorn) and tests.inprocess.InProcessProxy, so a test can move
+    between the two without changing an assertion. Needs `url` and `stdout()`."""
 
-    def __init__(self, tmp_path: Path, upstream_url: str, **env):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.dir = tmp_path / f"proxy-{self.port}"
-        self.dir.mkdir(parents=True)
-        self.stdout_path = self.dir / "stdout.log"
-        self.stderr_path = self.dir / "stderr.log"
-        self.env = {
-            "PATH": os.environ["PATH"],
-            "PORT": str(self.port),
-            "ZAI_BASE_URL": upstream_url,
-            "ZAI_API_KEY": TEST_ZAI_KEY,
-            "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "metrics"),
-            "RATE_LIMIT_STATE_FILE": str(self.dir / "ceiling.json"),
-            "GRACEFUL_TIMEOUT": "30",
-            "RETRY_BACKOFF_BASE": "10ms",
-        }
-        if "TIKTOKEN_CACHE_DIR" in os.environ:
-            self.env["TIKTOKEN_CACHE_DIR"] = os.environ["TIKTOKEN_CACHE_DIR"]
-        self.env.update({k: str(v) for k, v in env.items()})
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 20.0) -> "ProxyProcess":
-        # free_port() closes the port it found before gunicorn binds it, so another process
-        # (a parallel proxy, a test's own client socket) can take it in between. Then gunicorn
-        # retries the bind, and whoever holds the port would answer our readiness probe; so
-        # ready means "answered by one of *our* workers", and a lost port means a new one.
-        for _ in range(3):
-            if self._boot(timeout):
-                return self
-            self._move_to(free_port())
-        raise RuntimeError(f"proxy found no free port in 3 tries:\n{self.stdout()[-2000:]}")
-
-    def _boot(self, timeout: float) -> bool:
-        """True once one of this gunicorn's workers answers; False if its port was taken."""
-        self.proc = subprocess.Popen(
-            self.command, cwd=IMAGE, env=self.env, stdout=open(self.stdout_path, "wb"),
-            stderr=open(self.stderr_path, "wb"))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.stderr()}")
-            if "Connection in use" in self.stdout():
-                self.stop(signal.SIGKILL)
-                return False
-            if self._answered_by_own_worker():
-                return True
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"proxy did not become ready:\n{self.stderr()}")
-
-    def _answered_by_own_worker(self) -> bool:
-        try:
-            ready = requests.get(self.url + "/readyz", timeout=1).status_code == 200
-            pid = requests.get(self.url + "/health", timeout=1).json().get("pid")
-        except (requests.ConnectionError, requests.Timeout, ValueError):
-            return False  # not listening yet, workers still booting, or not a proxy at all
-        return ready and pid in {child.pid for child in psutil.Process(self.proc.pid).children()}
-
-    def _move_to(self, port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.env["PORT"] = str(port)
-
-    def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+    url: str
 
     def stdout(self) -> str:
-        return self.stdout_path.read_text(errors="replace")
-
-    def stderr(self) -> str:
-        return self.stderr_path.read_text(errors="replace")
+        raise NotImplementedError
 
     def log_lines(self) -> list[dict]:
-        import json
         lines = []
         for line in self.stdout().splitlines():
             try:
@@ -167,6 +93,100 @@ class ProxyProcess:
             if value == expected or time.monotonic() > deadline:
                 return value
             time.sleep(0.02)
+
+
+class ProxyProcess(ProxyReadings):
+    # The image's CMD, run inside image/.
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
+
+    def __init__(self, tmp_path: Path, upstream_url: str, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = tmp_path / f"proxy-{self.port}"
+        self.dir.mkdir(parents=True)
+        self.stdout_path = self.dir / "stdout.log"
+        self.stderr_path = self.dir / "stderr.log"
+        self.env = {
+            "PATH": os.environ["PATH"],
+            "PORT": str(self.port),
+            "ZAI_BASE_URL": upstream_url,
+            "ZAI_API_KEY": TEST_ZAI_KEY,
+            "PROMETHEUS_MULTIPROC_DIR": str(self.dir / "metrics"),
+            "RATE_LIMIT_STATE_FILE": str(self.dir / "ceiling.json"),
+            "GRACEFUL_TIMEOUT": "30",
+            "RETRY_BACKOFF_BASE": "10ms",
+        }
+        if "TIKTOKEN_CACHE_DIR" in os.environ:
+            self.env["TIKTOKEN_CACHE_DIR"] = os.environ["TIKTOKEN_CACHE_DIR"]
+        self.env.update({k: str(v) for k, v in env.items()})
+        self.proc: subprocess.Popen | None = None
+        self._stop_sent = False
+
+    def start(self, timeout: float = 20.0) -> "ProxyProcess":
+        # free_port() closes the port it found before gunicorn binds it, so another process
+        # (a parallel proxy, a test's own client socket) can take it in between. Then gunicorn
+        # retries the bind, and whoever holds the port would answer our readiness probe; so
+        # ready means "answered by one of *our* workers", and a lost port means a new one.
+        for _ in range(3):
+            if self._boot(timeout):
+                return self
+            self._move_to(free_port())
+        raise RuntimeError(f"proxy found no free port in 3 tries:\n{self.stdout()[-2000:]}")
+
+    def _boot(self, timeout: float) -> bool:
+        """True once one of this gunicorn's workers answers; False if its port was taken."""
+        self._stop_sent = False
+        self.proc = subprocess.Popen(
+            self.command, cwd=IMAGE, env=self.env, stdout=open(self.stdout_path, "wb"),
+            stderr=open(self.stderr_path, "wb"))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.stderr()}")
+            if "Connection in use" in self.stdout():
+                self.stop(signal.SIGKILL)
+                return False
+            if self._answered_by_own_worker():
+                return True
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"proxy did not become ready:\n{self.stderr()}")
+
+    def _answered_by_own_worker(self) -> bool:
+        try:
+            ready = requests.get(self.url + "/readyz", timeout=1).status_code == 200
+            pid = requests.get(self.url + "/health", timeout=1).json().get("pid")
+        except (requests.ConnectionError, requests.Timeout, ValueError):
+            return False  # not listening yet, workers still booting, or not a proxy at all
+        return ready and pid in {child.pid for child in psutil.Process(self.proc.pid).children()}
+
+    def _move_to(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env["PORT"] = str(port)
+
+    def signal_stop(self, sig=signal.SIGTERM) -> None:
+        """Ask gunicorn to stop without waiting for it: several proxies stopped together take
+        about one exit's time (about a second), not one each. stop() then waits."""
+        if self.proc is not None and self.proc.poll() is None and not self._stop_sent:
+            self.proc.send_signal(sig)
+            self._stop_sent = True
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 30.0) -> int | None:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.signal_stop(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+    def stdout(self) -> str:
+        return self.stdout_path.read_text(errors="replace")
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
 
     def __enter__(self):
         return self.start()

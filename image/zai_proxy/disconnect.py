@@ -17,6 +17,21 @@ import threading
 
 log = logging.getLogger("zai_proxy.disconnect")
 
+# Where WSGI servers put the client connection's socket in the environ: gunicorn (the image)
+# and werkzeug's server (`flask run`, the in-process test server). The pipeline reads it through
+# client_socket() so that hang-up watching and body deadlines work under either.
+_SOCKET_KEYS = ("gunicorn.socket", "werkzeug.socket")
+
+
+def client_socket(environ) -> socket.socket | None:
+    """The client connection's socket, or None under a server that does not expose it (then a
+    hang-up is noticed at the next write, and a request body has no idle deadline)."""
+    for key in _SOCKET_KEYS:
+        sock = environ.get(key)
+        if sock is not None:
+            return sock
+    return None
+
 
 class InFlight:
     """What the watcher needs to stop one request: its cancel flag and its upstream socket."""
@@ -64,6 +79,8 @@ def _shutdown(sock) -> None:
 
 
 class DisconnectWatcher:
+    _closed = False
+
     def __init__(self):
         self._selector = selectors.DefaultSelector()
         self._lock = threading.Lock()
@@ -87,7 +104,12 @@ class DisconnectWatcher:
 
     def _queue(self, op, fd, data) -> None:
         with self._lock:
+            if self._closed:
+                return   # the pipe may be closed, and its descriptor number reused
             self._pending.append((op, fd, data))
+            self._wake()
+
+    def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
         except BlockingIOError:
@@ -105,8 +127,18 @@ class DisconnectWatcher:
             except (KeyError, ValueError, OSError):
                 pass  # already gone or closed: nothing to watch
 
+    def close(self) -> None:
+        """Stop the thread and release its descriptors (an app built and dropped in one
+        process, as tests do, would otherwise leave them behind)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake()
+        self._thread.join(5)
+
     def _run(self) -> None:
-        while True:
+        while not self._closed:
             try:
                 events = self._selector.select(timeout=5.0)
             except OSError:
@@ -121,6 +153,10 @@ class DisconnectWatcher:
                     continue
                 self._check(key.fd, *key.data)
             self._apply_pending()
+        with self._lock:
+            self._selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def _check(self, fd, sock, inflight: InFlight) -> None:
         try:

@@ -63,6 +63,7 @@ class RequestLog:
     def __init__(self, variant: str):
         self.variant = variant
         self._log = logging.getLogger("zai_proxy.request")
+        self._package = logging.getLogger("zai_proxy")
 
     def write(self, exchange, elapsed: float) -> None:
         if not self._log.isEnabledFor(logging.INFO):
@@ -80,7 +81,10 @@ class RequestLog:
         if exchange.usage:
             fields["usage"] = exchange.usage
         handler = _HANDLER
-        if handler is None or handler not in logging.root.handlers:
+        # The shortcut holds only while the root's JSON handler is the one reader of the line;
+        # anything listening on the proxy's own loggers (a test's capture) gets the record.
+        if (handler is None or handler not in logging.root.handlers or self._log.handlers
+                or self._package.handlers):
             self._log.info("request", extra={"fields": fields})
             return
         # The same line the logging module would write, without a LogRecord and the handler

@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request
 
 from . import attempt, client_deadlines, errors, routes, upstream
 from . import headers as hdrs
+from .disconnect import client_socket
 from .errors import ClientGone, ProxyError, error_body
 from .exchange import Exchange
 
@@ -151,7 +152,7 @@ class Pipeline:
     def _read_body(self, request: Request) -> bytes:
         """The body, read before a slot is taken so that a slow upload cannot hold one."""
         limit, timeout = self.config.max_request_bytes, self.config.client_body_timeout
-        sock = request.environ.get("gunicorn.socket")
+        sock = client_socket(request.environ)
         if sock is not None:
             sock.settimeout(timeout)      # the longest pause allowed between body bytes
         try:
@@ -207,7 +208,7 @@ class Pipeline:
 
     def _watch_client(self, exchange: Exchange) -> None:
         """Hang-ups are noticed while the upstream works (disconnect.py)."""
-        client_sock = exchange.request.environ.get("gunicorn.socket")
+        client_sock = client_socket(exchange.request.environ)
         if client_sock is not None:
             exchange.watch_fd = self.state.watcher.watch(client_sock, exchange.inflight)
 

@@ -157,6 +157,7 @@ class QuotaSupervisor:
         if self._thread is not None:
             self._thread.join(timeout=self._config.quota_poll_timeout + 1)
             self._thread = None
+        self._session.close()   # its kept-alive connection to Z.AI (a new poll opens another)
 
     def _run(self) -> None:
         while not self._stop.is_set():   # poll at once, so /health fills without waiting

@@ -43,3 +43,11 @@ class ProxyState:
     quota: object = dataclasses.field(default_factory=NoQuota)
     wait: Callable[[float, threading.Event], bool] = cancellable_wait
     upstream_auth: UpstreamAuth = dataclasses.field(default_factory=UpstreamAuth)
+
+    def close(self) -> None:
+        """Stop what create_app() started: for an app dropped inside a longer-lived process
+        (the in-process tests); a worker process simply exits."""
+        self.quota.stop()
+        self.limiter.close()
+        self.watcher.close()
+        self.upstream.close()

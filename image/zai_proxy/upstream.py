@@ -220,6 +220,10 @@ class Upstream:
         return self._pool
 
     def close(self) -> None:
+        # urllib3 2's PoolManager.clear() forgets its pools without closing them: close the one
+        # in use here, so its kept-alive connections go now rather than at garbage collection.
+        if self._pool is not None:
+            self._pool.close()
         self._adapter.close()
 
 

@@ -261,8 +261,8 @@ def test_real_proxies_feed_the_collector(clock, fake_zai, inprocess_proxy):
         ("production", "200", 6), ("canary", "200", 3), ("canary", "500", 1)}
 
 
-def test_a_proxy_under_gunicorn_is_read_from_its_multiprocess_metrics(clock, start_proxy):
-    proxy = start_proxy(RATE_LIMIT_ENABLED="false", WEB_CONCURRENCY="2", MAX_WORKERS="4")
+def test_a_proxy_under_gunicorn_is_read_from_its_multiprocess_metrics(clock, start_gunicorn):
+    proxy = start_gunicorn(RATE_LIMIT_ENABLED="false", WEB_CONCURRENCY="2", MAX_WORKERS="4")
     # Each worker process adds its share of the cap once it has booted.
     assert proxy.wait_value("zai_proxy_max_workers", 4, timeout=15) == 4
     service = make_service(clock, f"production={proxy.url}/metrics")

@@ -40,6 +40,8 @@ class Stack:
 
     def __exit__(self, *exc) -> None:
         for proxy in self._proxies:
+            proxy.signal_stop()        # all at once, then each is waited for
+        for proxy in self._proxies:
             proxy.stop()
         self.fake.stop()
 
