@@ -5,7 +5,9 @@ the decision needs: the whole body of an answer relayed as it came, of a Z.AI er
 and of a 2xx to check; only the first bytes of a stream. Every attempt is counted
 (`zai_proxy_upstream_errors_total`) and reported to the rate limiter. What it does not do is
 wait or try again: its Outcome carries the retry policy's decision, and the pipeline's loop
-acts on it.
+acts on it. Once the upstream has answered (a status line came), the policy never decides a
+retry, except for the answers that say the request was not processed (Z.AI's classified 429,
+503, 529).
 """
 
 from __future__ import annotations
@@ -61,28 +63,33 @@ def run(state, exchange, call: Call, index: int) -> Outcome:
         return _classified(state, exchange, answer, index)
     state.limiter.observe("ok" if status < 400 else "error")
     if how == answers.VERBATIM:
-        return Outcome(retry.FINAL, True, _buffered(answer, _read_verbatim(state, exchange,
-                                                                           answer)))
+        return Outcome(retry.FINAL, True, _buffered(exchange, answer, _read_verbatim(
+            state, exchange, answer)))
     if how == answers.STREAM:
         return _stream(state, exchange, answer, index)
     return _whole(state, exchange, answer, index)
 
 
 def _no_answer(state, exchange, failure: TransportError, index: int) -> Outcome:
+    """No answer to relay: nothing came back, or a head the proxy refuses. Only a failure
+    before the upstream answered may be retried: once it has, the request was received and may
+    be billing, so it is never sent again."""
     if exchange.inflight.cancel.is_set():
         raise ClientGone()
-    kind = failure.kind
+    expired = exchange.past_deadline()
+    kind = errors.TIMEOUT if expired else failure.kind
     state.metrics.upstream_error(kind)
     state.limiter.observe("error")
-    decision = state.retry_policy.on_transport_error(index, kind)
+    decision = state.retry_policy.on_transport_error(index, kind, answered=failure.answered)
     then = f"retrying in {decision.wait:g} s" if decision.retry else "giving up"
     log.warning("upstream attempt %d failed: %s (%s); %s", index + 1, kind,
                 failure.detail or "no detail", then,
                 extra={"fields": {"request_id": exchange.request_id, "error_type": kind,
                                   "detail": failure.detail, "attempt": index + 1,
                                   "answered": failure.answered}})
-    return Outcome(decision, failure.answered,
-                   error=errors.no_answer(kind, state.config.zai_base_url, failure.detail))
+    error = (errors.past_deadline(state.config.total_timeout) if expired
+             else errors.no_answer(kind, state.config.zai_base_url, failure.detail))
+    return Outcome(decision, failure.answered, error=error)
 
 
 def _classified(state, exchange, answer: Answer, index: int) -> Outcome:
@@ -91,10 +98,10 @@ def _classified(state, exchange, answer: Answer, index: int) -> Outcome:
     state.metrics.zai_error(error.error_class, error.code)
     decision = state.retry_policy.on_zai_error(index, error)
     state.limiter.observe("frequency_429" if decision.slow_down else "other_429")
-    if decision.retry:
-        return Outcome(decision, True)
     extra = retry.final_429_headers(error, answer.headers, time.time())
-    return Outcome(decision, True, _buffered(answer, raw, extra))
+    # Built even when a retry is decided: the pipeline relays it should the total deadline
+    # leave no time for the retry.
+    return Outcome(decision, True, _buffered(exchange, answer, raw, extra))
 
 
 def _stream(state, exchange, answer: Answer, index: int) -> Outcome:
@@ -103,11 +110,12 @@ def _stream(state, exchange, answer: Answer, index: int) -> Outcome:
     except TransportError as failure:
         if exchange.inflight.cancel.is_set():
             raise ClientGone() from None
-        return _bad_success(state, answer, _body_failure(failure, errors.EMPTY_STREAM), index)
+        return _bad_success(state, exchange, answer,
+                            _failure_kind(exchange, failure, errors.EMPTY_STREAM), index)
     if not first:
-        return _bad_success(state, answer, errors.EMPTY_STREAM, index)
+        return _bad_success(state, exchange, answer, errors.EMPTY_STREAM, index)
     out = Response(StreamRelay(exchange, answer, first), status=answer.status,
-                   headers=answers.client_headers(answer.headers))
+                   headers=_client_headers(exchange, answer))
     out.headers["X-Accel-Buffering"] = "no"
     out.headers["Cache-Control"] = "no-cache"
     return Outcome(retry.FINAL, True, out)
@@ -117,27 +125,38 @@ def _whole(state, exchange, answer: Answer, index: int) -> Outcome:
     try:
         raw = _read_body(exchange, answer)
     except TransportError as failure:
-        return _bad_success(state, answer, _body_failure(failure, errors.TRUNCATED), index)
-    complete, parsed = answers.complete(answer.headers, raw)
+        return _bad_success(state, exchange, answer,
+                            _failure_kind(exchange, failure, errors.TRUNCATED), index)
+    if answer.coding == answers.FAILED:
+        return _bad_success(state, exchange, answer, errors.BAD_ENCODING, index)
+    complete, parsed = answers.complete(answer, raw)
     if not complete:
-        return _bad_success(state, answer, errors.TRUNCATED, index)
-    exchange.accountant.on_body(raw, parsed=parsed)
+        return _bad_success(state, exchange, answer, errors.TRUNCATED, index)
+    if answer.coding != answers.KEPT:        # a body still encoded cannot be read for usage
+        exchange.accountant.on_body(raw, parsed=parsed)
     exchange.usage = exchange.accountant.finish()
-    return Outcome(retry.FINAL, True, _buffered(answer, raw))
+    return Outcome(retry.FINAL, True, _buffered(exchange, answer, raw))
 
 
-def _bad_success(state, answer: Answer, kind: str, index: int) -> Outcome:
-    """A 2xx that is not the answer it claims to be: empty, cut, or silent."""
+def _bad_success(state, exchange, answer: Answer, kind: str, index: int) -> Outcome:
+    """A 2xx that is not the answer it claims to be: empty, cut, undecodable or silent. The
+    upstream answered, so it is not asked again."""
     answer.close()
     state.metrics.upstream_error(kind)
-    policy = state.retry_policy
-    decision = (policy.on_transport_error(index, kind) if kind == errors.TIMEOUT
-                else policy.on_bad_success(index, kind))
-    return Outcome(decision, True, error=errors.bad_success(kind))
+    decision = state.retry_policy.on_bad_success(index, kind)
+    error = (errors.past_deadline(state.config.total_timeout) if exchange.past_deadline()
+             else errors.bad_success(kind))
+    return Outcome(decision, True, error=error)
 
 
-def _body_failure(failure: TransportError, otherwise: str) -> str:
-    return errors.TIMEOUT if failure.timed_out else otherwise
+def _failure_kind(exchange, failure: TransportError, otherwise: str) -> str:
+    """The kind of a failure while reading a body: silence (the idle timeout, or the total
+    deadline), a coding that stopped decoding, else `otherwise`."""
+    if failure.timed_out or exchange.past_deadline():
+        return errors.TIMEOUT
+    if failure.kind == errors.BAD_ENCODING:
+        return errors.BAD_ENCODING
+    return otherwise
 
 
 def _read_body(exchange, answer: Answer) -> bytes:
@@ -160,14 +179,27 @@ def _read_verbatim(state, exchange, answer: Answer) -> bytes:
     try:
         return _read_body(exchange, answer)
     except TransportError as failure:
-        kind = _body_failure(failure, errors.READ_ERROR)
+        kind = _failure_kind(exchange, failure, errors.READ_ERROR)
         state.metrics.upstream_error(kind)
+        if exchange.past_deadline():
+            raise errors.past_deadline(state.config.total_timeout) from None
         raise errors.answer_broke(kind) from None
 
 
-def _buffered(answer: Answer, raw: bytes, extra: dict | None = None) -> Response:
+def _client_headers(exchange, answer: Answer) -> list[tuple[str, str]]:
+    kept, dropped = answers.client_headers(answer)
+    if dropped:
+        names = ", ".join(repr(name)[:66] for name in dropped[:8])
+        log.warning("dropped %d upstream header field(s) that cannot be relayed: %s",
+                    len(dropped), names,
+                    extra={"fields": {"request_id": exchange.request_id,
+                                      "dropped_headers": len(dropped)}})
+    return kept
+
+
+def _buffered(exchange, answer: Answer, raw: bytes, extra: dict | None = None) -> Response:
     answer.close()
-    out = Response(raw, status=answer.status, headers=answers.client_headers(answer.headers))
+    out = Response(raw, status=answer.status, headers=_client_headers(exchange, answer))
     if "Content-Type" not in answer.headers:
         out.headers.pop("Content-Type", None)
     if extra:

@@ -20,11 +20,13 @@ from .quota import NoQuota
 from .ratelimit import NoRateLimiter
 from .retry import RetryPolicy
 from .tokens import NoTokenAccounting
+from .total_deadline import TotalDeadlines
 from .upstream import Upstream
 
 
 def cancellable_wait(seconds: float, cancel: threading.Event) -> bool:
-    """Sleep before a retry; True when the client went away meanwhile."""
+    """Sleep before a retry; True when the request was stopped meanwhile (the client went
+    away, or its total deadline passed)."""
     return cancel.wait(seconds)
 
 
@@ -40,4 +42,5 @@ class ProxyState:
     limiter: object = dataclasses.field(default_factory=NoRateLimiter)
     tokens: object = dataclasses.field(default_factory=NoTokenAccounting)
     quota: object = dataclasses.field(default_factory=NoQuota)
+    deadlines: TotalDeadlines = dataclasses.field(default_factory=TotalDeadlines)
     wait: Callable[[float, threading.Event], bool] = cancellable_wait
