@@ -26,18 +26,16 @@ class TotalDeadlines:
         self._cond = threading.Condition()
         self._due: dict[InFlight, float] = {}
         self._wake_at: float | None = None        # when the thread plans to look again
-        self._thread: threading.Thread | None = None
+        # Started with the process (like the disconnect watcher), so a worker's thread count
+        # does not change with its first request.
+        threading.Thread(target=self._run, name="total-deadlines", daemon=True).start()
 
     def start(self, inflight: InFlight, seconds: float) -> float:
         """Watch `inflight` until `seconds` from now; returns the deadline (monotonic)."""
         due = self._clock() + seconds
         with self._cond:
             self._due[inflight] = due
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="total-deadlines",
-                                                daemon=True)
-                self._thread.start()
-            elif self._wake_at is None or due < self._wake_at:
+            if self._wake_at is None or due < self._wake_at:
                 self._cond.notify()
         return due
 
