@@ -62,9 +62,12 @@ def _request_lines(capsys, count: int) -> list[dict]:
     """The request log lines, once `count` have been written (each is written as its answer
     closes, just after the client has read it)."""
     lines: list[dict] = []
+    pending = ""                 # a line still being written when stdout was read
     deadline = time.monotonic() + 10
     while True:
-        for text in capsys.readouterr().out.splitlines():
+        pending += capsys.readouterr().out
+        *complete, pending = pending.split("\n")
+        for text in complete:
             try:
                 line = json.loads(text)
             except ValueError:

@@ -26,6 +26,7 @@ class TotalDeadlines:
         self._cond = threading.Condition()
         self._due: dict[InFlight, float] = {}
         self._wake_at: float | None = None        # when the thread plans to look again
+        self._closed = False
         # Started with the process (like the disconnect watcher), so a worker's thread count
         # does not change with its first request.
         threading.Thread(target=self._run, name="total-deadlines", daemon=True).start()
@@ -43,9 +44,15 @@ class TotalDeadlines:
         with self._cond:
             self._due.pop(inflight, None)
 
+    def close(self) -> None:
+        """Stop the thread: for an app dropped inside a longer-lived process (tests)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
     def _run(self) -> None:
         with self._cond:
-            while True:
+            while not self._closed:
                 now = self._clock()
                 passed = [inflight for inflight, due in self._due.items() if due <= now]
                 for inflight in passed:
