@@ -115,11 +115,12 @@ $(BENCH_VENV)/.installed: bench/requirements-litellm.txt
 	$(BENCH_VENV)/bin/pip install -q -r bench/requirements-litellm.txt
 	touch $@
 
-bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, LiteLLM, nginx, then the dashboard service's and UI's budgets: bench/results/ (~17 min on 2 cores; BENCH_ARGS=--quick)
+bench: venv tiktoken-cache $(BENCH_VENV)/.installed ## zai-proxy vs direct, LiteLLM, nginx, then the dashboard service's and UI's budgets and one long SSE event's cost: bench/results/ (~17 min on 2 cores; BENCH_ARGS=--quick)
 	@command -v nginx >/dev/null && command -v wrk >/dev/null && command -v chromium >/dev/null || bash scripts/install-tools.sh
 	$(PY) -m bench.run $(BENCH_ARGS)
 	$(PY) -m bench.dashboard_service $(filter --quick,$(BENCH_ARGS))
 	$(PY) -m bench.dashboard_ui
+	$(PY) -m bench.sse_event_cost
 
 # The long fuzz profile and 10,000 random paths and models belong to the full run only (make test
 # runs short ones); RELIABILITY_ARGS=--fast skips them.

@@ -53,7 +53,7 @@ MODEL_LABELS = ("glm-4.7", "glm-4.6", "glm-4.5-air")
 ERROR_TYPES = {"upstream_refused", "upstream_dns", "upstream_tls", "upstream_connect_timeout",
                "upstream_unreachable", "upstream_reset", "upstream_protocol", "upstream_connection",
                "upstream_timeout", "truncated_response", "empty_streaming", "read_error",
-               "write_error"}
+               "bad_encoding", "write_error"}
 # Upstream answers mixed into the model traffic: Z.AI errors with random business codes and bare
 # statuses, so the `code`, `class`, `status_code` and `error_type` labels see unknown values too.
 UPSTREAM_STATUSES = (400, 401, 403, 404, 409, 422, 500, 502, 503, 504)
@@ -222,7 +222,7 @@ def test_every_label_value_is_from_its_bounded_set(run):
     assert len(values["client"]) == FAIRNESS_BUCKETS     # many sources fill every bucket, no more
     assert values["code"] <= set(ZAI_CODES) | {"other"}
     assert "other" in values["code"]
-    assert values["error_type"] <= ERROR_TYPES | {str(s) for s in range(100, 600)}
+    assert values["error_type"] <= ERROR_TYPES | {str(s) for s in range(100, 600)} | {"other"}
     assert values["variant"] == {"production"}
 
 

@@ -29,12 +29,21 @@ def test_network_errors_back_off_1_2_4_then_stop():
     assert policy(base=0.25).on_network_error(2).wait == 1.0
 
 
-@pytest.mark.parametrize("kind", ["truncated_response", "empty_streaming"])
-def test_bad_successes_are_retried_plainly(kind):
-    p = policy()
-    assert p.on_bad_success(0, kind) == Decision(True, 1.0, kind, False)
-    assert p.on_bad_success(1, kind) == Decision(True, 2.0, kind, False)
-    assert p.on_bad_success(3, kind).retry is False
+@pytest.mark.parametrize("kind", ["truncated_response", "empty_streaming", "bad_encoding",
+                                  "upstream_timeout"])
+def test_bad_successes_are_never_retried(kind):
+    # The upstream answered 2xx: it received the request and may be billing it.
+    p = policy(max_retries=10)
+    assert [p.on_bad_success(a, kind) for a in range(3)] == [Decision(False, 0.0, kind, False)] * 3
+
+
+@pytest.mark.parametrize("kind", ["upstream_reset", "upstream_protocol", "upstream_timeout",
+                                  "upstream_connection"])
+def test_a_transport_failure_after_the_status_line_is_never_retried(kind):
+    p = policy(max_retries=10)
+    assert p.on_transport_error(0, kind).retry is True
+    assert p.on_transport_error(0, kind, answered=True) == Decision(False, 0.0, "network_error",
+                                                                    False)
 
 
 @pytest.mark.parametrize("cls", ["quota", "daily_limit", "auth", "account", "bad_request",

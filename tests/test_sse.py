@@ -156,3 +156,53 @@ def test_arbitrary_bytes_always_round_trip(data, cuts):
     assert events == whole and rest == whole_rest
     for event in events:
         assert event == parse_fields(event.raw)
+
+
+# The relay's regrouping into whole events (streaming.WholeEvents) -----------------------------------
+def _regroup(chunks, events=None):
+    from zai_proxy.streaming import WholeEvents
+    events = events or WholeEvents()
+    return b"".join(events.feed(chunk) for chunk in chunks), events
+
+
+@settings(max_examples=300, deadline=None)
+@given(stream=st.lists(st.sampled_from([b"data: x\n\n", b"data: y\r\n\r\n", b"a\r\r", b"\n",
+                                        b"\r", b"data: partial", b"\n\n\n"]), max_size=12)
+       .map(b"".join), cuts=st.lists(st.integers(0, 200), max_size=8))
+def test_regrouping_releases_whole_events_and_holds_back_only_a_partial_one(stream, cuts):
+    from zai_proxy.streaming import complete_prefix_length
+    released, events = _regroup(split_at(stream, cuts))
+    tail = events.tail()
+    # Whatever the chunking: every byte in order, released up to an event boundary, and what
+    # is held back holds no boundary of its own.
+    assert released + tail == stream
+    assert complete_prefix_length(released) == len(released)
+    assert complete_prefix_length(tail) == 0
+
+
+def test_one_long_event_is_searched_once_not_once_per_read():
+    """An event of 4 MiB arriving 1 KiB at a time: each read is searched for a boundary from
+    where the last search stopped (3 bytes of overlap), so the bytes searched stay linear in the
+    bytes relayed; searching the whole held event on every read would search ~2 GiB."""
+    from zai_proxy.streaming import WholeEvents
+    event = b"data: " + b"x" * (4 << 20) + b"\n\n"
+    reads = split_at(event, range(1024, len(event), 1024))
+    released, events = _regroup(reads, WholeEvents(max_event_bytes=8 << 20))
+    assert released == event
+    assert events.scanned <= len(event) + 3 * len(reads)
+
+
+def test_an_event_longer_than_the_cap_is_released_in_pieces_and_the_relay_knows_it():
+    from zai_proxy.streaming import WholeEvents
+    events = WholeEvents(max_event_bytes=1000)
+    assert events.feed(b"data: " + b"x" * 600) == b""
+    piece = events.feed(b"x" * 600)
+    assert len(piece) == 1206 and events.mid_event          # released before its end
+    assert events.feed(b"xx\n\ndata: next") == b"xx\n\n" and not events.mid_event
+    assert events.tail() == b"data: next"
+
+
+def test_the_parser_releases_an_overlong_event_and_says_so():
+    parser = SSEParser(max_event_bytes=1000)
+    assert parser.feed(b"data: " + b"x" * 1200) and parser.mid_event
+    assert parser.feed(b"\r\n\r\n")[0].raw == b"\r\n\r\n" and not parser.mid_event

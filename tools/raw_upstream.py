@@ -375,6 +375,10 @@ class RawUpstream:
 
     def stop(self) -> None:
         self._stopping.set()
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)    # wakes a blocked accept() at once
+        except OSError:
+            pass
         self._acceptor.join(5)
         self._listener.close()
         with self._changed:

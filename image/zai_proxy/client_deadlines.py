@@ -101,7 +101,10 @@ class ClientDeadlines:
             if length or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
                 deadline.body_done = False
                 deadline.body_due = time.monotonic() + self.body_timeout
-                environ["wsgi.input"] = _TimedInput(environ["wsgi.input"], deadline, length)
+                invite = (environ.get("gunicorn.socket")
+                          if getattr(deadline.req, "continue_on_read", False) else None)
+                environ["wsgi.input"] = _TimedInput(environ["wsgi.input"], deadline, length,
+                                                    invite)
 
             def timed_start_response(status, headers, exc_info=None):
                 deadline.body_due = None      # answering: the application reads no more
@@ -162,12 +165,22 @@ def _content_length(environ) -> int | None:
 
 
 class _TimedInput:
-    """wsgi.input that notices when the body has been read to its end."""
+    """wsgi.input that notices when the body has been read to its end. With `invite` (the
+    client's socket, for a request that sent `Expect: 100-continue`), the first read sends
+    `100 Continue` first: the client sends its body only once the application asks for it."""
 
-    def __init__(self, stream, deadline: Deadline, length: int | None):
+    def __init__(self, stream, deadline: Deadline, length: int | None, invite=None):
         self._stream = stream
         self._deadline = deadline
         self._left = length
+        self._invite = invite
+
+    def _send_continue(self) -> None:
+        sock, self._invite = self._invite, None
+        try:
+            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        except OSError:
+            pass          # the client is gone: the read that follows says so
 
     def _account(self, data: bytes, short: bool) -> bytes:
         if self._left is not None:
@@ -178,14 +191,20 @@ class _TimedInput:
         return data
 
     def read(self, size=None):
+        if self._invite is not None:
+            self._send_continue()
         data = self._stream.read(size)
         # gunicorn's Body.read returns less than asked only at the end of the body.
         return self._account(data, size is None or (size >= 0 and len(data) < size))
 
     def readline(self, size=None):
+        if self._invite is not None:
+            self._send_continue()
         return self._account(self._stream.readline(size), False)
 
     def readlines(self, hint=None):
+        if self._invite is not None:
+            self._send_continue()
         lines = self._stream.readlines(hint)
         self._account(b"".join(lines), True)
         return lines

@@ -40,6 +40,7 @@ class Config:
     zai_api_key: str = dataclasses.field(default="", repr=False)   # required: no default
     connect_timeout: float = _d("connect_timeout")
     read_timeout: float = _d("read_timeout")
+    total_timeout: float = _d("total_timeout")
     max_request_bytes: int = _d("max_request_bytes")
     client_header_timeout: float = _d("client_header_timeout")
     client_body_timeout: float = _d("client_body_timeout")

@@ -34,12 +34,16 @@ def client_socket(environ) -> socket.socket | None:
 
 
 class InFlight:
-    """What the watcher needs to stop one request: its cancel flag and its upstream socket."""
+    """What stops one request: its cancel flag (the client went away), its total deadline
+    (`expired`), and its upstream socket, which either cuts. `stop` is set by both: waits
+    (admission, retry backoff) wait on it."""
 
-    __slots__ = ("cancel", "upstream_sock", "_lock", "_done")
+    __slots__ = ("cancel", "stop", "expired", "upstream_sock", "_lock", "_done")
 
     def __init__(self):
         self.cancel = threading.Event()
+        self.stop = threading.Event()
+        self.expired = False
         self.upstream_sock: socket.socket | None = None
         self._lock = threading.Lock()
         self._done = False
@@ -59,16 +63,29 @@ class InFlight:
     def set_upstream_socket(self, sock) -> None:
         with self._lock:
             self.upstream_sock = sock
-            if self.cancel.is_set():
+            if self.stop.is_set():
                 _shutdown(sock)
 
     def abort(self) -> None:
+        """The client went away."""
         with self._lock:
             if self._done:
                 return
             self.cancel.set()
-            if self.upstream_sock is not None:
-                _shutdown(self.upstream_sock)
+            self._stop()
+
+    def expire(self) -> None:
+        """The request's total deadline passed (total_deadline.py)."""
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            self._stop()
+
+    def _stop(self) -> None:
+        self.stop.set()
+        if self.upstream_sock is not None:
+            _shutdown(self.upstream_sock)
 
 
 def _shutdown(sock) -> None:

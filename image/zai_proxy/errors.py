@@ -53,10 +53,16 @@ TIMEOUT = "upstream_timeout"                  # silent for UPSTREAM_READ_TIMEOUT
 CONNECTION = "upstream_connection"            # any other connection failure
 CONNECT_PHASE = frozenset({REFUSED, DNS, TLS, CONNECT_TIMEOUT, UNREACHABLE})
 TRANSPORT_KINDS = CONNECT_PHASE | {RESET, PROTOCOL, TIMEOUT, CONNECTION}
-# Failures once the upstream had answered: the connection broke while its body was read.
+# Failures once the upstream had answered: its body broke off, or is not what it claims.
 READ_ERROR = "read_error"                     # an answer relayed as it came, or a stream, broke
-TRUNCATED = "truncated_response"              # a 2xx body that is empty, cut, or not its JSON
+TRUNCATED = "truncated_response"              # a 2xx body that is empty, cut, or not its JSON;
+#                                               a stream without its family's terminal event
 EMPTY_STREAM = "empty_streaming"              # a 2xx event stream with no first byte
+BAD_ENCODING = "bad_encoding"                 # a body that does not decode as its
+#                                               Content-Encoding (gzip, deflate) says
+# The answer could not be written to the client (the server refused what the proxy handed it):
+# the request line's outcome.
+WRITE_ERROR = "write_error"
 
 _CAUSES = {
     REFUSED: "the connection was refused",
@@ -248,21 +254,43 @@ def stalled() -> ProxyError:
                       TIMEOUT)
 
 
+def past_deadline(seconds: float) -> ProxyError:
+    """The request's total deadline passed before its answer was complete."""
+    return ProxyError(504, f"The upstream's answer was not complete within {seconds:g} s "
+                      "(UPSTREAM_TOTAL_TIMEOUT).", TIMEOUT)
+
+
 def bad_success(kind: str) -> ProxyError:
-    """A 2xx whose body is empty, cut, or not the JSON it claims (`kind`: TRUNCATED or
-    EMPTY_STREAM); a silent one is `stalled()`."""
+    """A 2xx whose body is empty, cut, not the JSON it claims, or not decodable (`kind`:
+    TRUNCATED, EMPTY_STREAM or BAD_ENCODING); a silent one is `stalled()`."""
     if kind == TIMEOUT:
         return stalled()
+    if kind == BAD_ENCODING:
+        return ProxyError(502, "The upstream answered 200 with a body that does not decode as "
+                          "its Content-Encoding says.", kind)
     return ProxyError(502, f"The upstream answered 200 with an empty or cut body ({kind}).", kind)
 
 
-def stream_failure_message(kind: str) -> str:
-    """The message of the error event that ends a stream the upstream broke off (`kind`)."""
+def stream_failure_message(kind: str, deadline: float | None = None) -> str:
+    """The message of the error event that ends a stream the upstream broke off (`kind`), or
+    whose total deadline (`deadline` seconds) passed."""
+    if deadline is not None:
+        return (f"The upstream's answer was not complete within {deadline:g} s "
+                "(UPSTREAM_TOTAL_TIMEOUT).")
     if kind == TIMEOUT:
         return "The upstream stopped sending for longer than UPSTREAM_READ_TIMEOUT."
     if kind == TRUNCATED:
         return "The upstream ended the stream in the middle of an event."
+    if kind == BAD_ENCODING:
+        return "The upstream's compressed stream stopped decoding."
     return "The upstream connection broke in the middle of the stream."
+
+
+def no_terminal_event_message() -> str:
+    """The message of the error event that ends a stream the upstream ended early. (It never
+    quotes the terminal event itself: a client that looks for `[DONE]` in a line would take the
+    error for the end.)"""
+    return "The upstream ended the stream before its last event: the answer is cut."
 
 
 # Service endpoints ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ class Exchange:
     __slots__ = ("state", "request", "metrics", "started", "method", "path", "path_label", "family",
                  "request_id", "inflight", "status", "sent_bytes", "first_byte_at",
                  "upstream_status", "attempts", "model", "outcome", "usage", "accountant",
-                 "holds_slot", "watch_fd", "client_environ", "_finished")
+                 "holds_slot", "watch_fd", "client_environ", "deadline_at", "_finished")
 
     def __init__(self, state, request, method: str, path: str):
         self.state = state
@@ -39,7 +39,21 @@ class Exchange:
         self.holds_slot = False
         self.watch_fd: int | None = None
         self.client_environ = getattr(request, "environ", {})
+        self.deadline_at: float | None = None    # UPSTREAM_TOTAL_TIMEOUT, from the first attempt
         self._finished = False
+
+    def start_deadline(self) -> None:
+        self.deadline_at = self.state.deadlines.start(self.inflight,
+                                                      self.state.config.total_timeout)
+
+    def time_left(self) -> float:
+        """Seconds until the total deadline (inf before the first attempt)."""
+        if self.deadline_at is None:
+            return float("inf")
+        return self.deadline_at - time.monotonic()
+
+    def past_deadline(self) -> bool:
+        return self.inflight.expired
 
     def finish(self) -> None:
         """Once the last byte is sent (or the client is gone): metrics, log line, slot."""
@@ -51,6 +65,8 @@ class Exchange:
             self.outcome = "write_timeout"    # the client took none of a write for too long
         upstream.bind_inflight(None)
         self.inflight.finish()
+        if self.deadline_at is not None:
+            state.deadlines.end(self.inflight)
         if self.watch_fd is not None:
             state.watcher.unwatch(self.watch_fd)
         try:

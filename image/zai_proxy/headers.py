@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from .config import Config
 from .errors import ANTHROPIC
 
@@ -17,8 +19,13 @@ _DROP_REQUEST = HOP_BY_HOP | frozenset({
     "accept-encoding", "cookie", "forwarded", "x-forwarded-for", "x-forwarded-host",
     "x-forwarded-proto", "x-forwarded-port", "x-real-ip", "x-request-id", "expect",
 })
-# gunicorn sets its own Date/Server; the body length is re-framed by us.
-_DROP_RESPONSE = HOP_BY_HOP | frozenset({"content-length", "date", "server", "content-encoding"})
+# gunicorn sets its own Date/Server; the body length is re-framed by us. Content-Encoding goes
+# with the body: it is dropped only when the body was decoded (answers.client_headers).
+_DROP_RESPONSE = HOP_BY_HOP | frozenset({"content-length", "date", "server"})
+# RFC 9110 §5.1 and §5.5: what a server may write (gunicorn refuses anything else).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
+_OBS_FOLD = re.compile(r"\r?\n[ \t]+")
 
 
 def _connection_listed(headers) -> set[str]:
@@ -45,9 +52,25 @@ def upstream_request_headers(client_headers, family: str, config: Config,
     return out
 
 
-def client_response_headers(fields, connection: str = "") -> list[tuple[str, str]]:
-    """The (name, value) `fields` of an upstream answer that are relayed to the client, given
-    the answer's Connection header (the fields it lists are hop-by-hop too)."""
+def client_response_headers(fields, connection: str = "",
+                            drop=()) -> tuple[list[tuple[str, str]], list[str]]:
+    """(the (name, value) `fields` of an upstream answer that are relayed to the client, the
+    names of fields dropped because they cannot be relayed), given the answer's Connection
+    header (the fields it lists are hop-by-hop too) and further lower-case names to `drop`.
+
+    A field is relayed only as a valid HTTP field (RFC 9110 §5): a token for a name, and a value
+    without control characters. Obsolete line folding is replaced by a space (RFC 9112 §5.2);
+    a field that is still invalid is dropped, since the server would refuse to write it."""
     extra = {token.strip().lower() for token in connection.split(",") if token.strip()}
-    return [(name, value) for name, value in fields
-            if name.lower() not in _DROP_RESPONSE and name.lower() not in extra]
+    kept, dropped = [], []
+    for name, value in fields:
+        lower = name.lower()
+        if lower in _DROP_RESPONSE or lower in extra or lower in drop:
+            continue
+        if "\n" in value:
+            value = _OBS_FOLD.sub(" ", value)
+        if _TOKEN.fullmatch(name) and _FIELD_VALUE.fullmatch(value):
+            kept.append((name, value.strip(" \t")))
+        else:
+            dropped.append(name)
+    return kept, dropped

@@ -42,6 +42,17 @@ def zai_code_label(code: str | None) -> str:
     return code if code in ZAI_CODES else "other"
 
 
+def status_label(status) -> str:
+    """An HTTP status as a label value from a bounded set: the code itself when it is a valid
+    status (three digits, 100 to 599, RFC 9110 §15), else "other"."""
+    if isinstance(status, int) and 100 <= status <= 599:
+        return _STATUS_LABELS[status - 100]
+    return "other"
+
+
+_STATUS_LABELS = tuple(str(code) for code in range(100, 600))
+
+
 class Metrics:
     """All families, registered in `registry`, with `variant` pre-bound where it is the only label.
 
@@ -190,7 +201,7 @@ class Metrics:
         key = (method, path, status)
         children = self._answered.get(key)
         if children is None:
-            labels = (method, path, str(status), self.variant)
+            labels = (method, path, status_label(status), self.variant)
             children = self._answered[key] = (self.requests.labels(*labels),
                                                self.duration.labels(*labels),
                                                self.response_size.labels(*labels))
@@ -206,7 +217,9 @@ class Metrics:
         child.observe(size)
 
     def upstream_error(self, error_type) -> None:
-        self.upstream_errors.labels(str(error_type), self.variant).inc()
+        """A failure kind (errors.py), or the upstream's HTTP status."""
+        label = status_label(error_type) if isinstance(error_type, int) else error_type
+        self.upstream_errors.labels(label, self.variant).inc()
 
     def client_timeout(self, phase: str) -> None:
         """A client deadline passed ("head" is counted as "header")."""

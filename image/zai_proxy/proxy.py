@@ -46,7 +46,7 @@ class ProxiedFirst:
 
     def __call__(self, environ, start_response):
         if self.takes(environ):
-            return self.pipeline.handle(Request(environ))(environ, start_response)
+            return self.pipeline.serve(environ, start_response)
         return self.flask_wsgi(environ, start_response)
 
     @staticmethod
@@ -63,9 +63,25 @@ class Pipeline:
         self.state = state
         self.config = state.config
 
+    def serve(self, environ, start_response):
+        """WSGI: one proxied request. Its accounting (metrics, log line, slot) runs when the
+        answer closes, and also when the server cannot write the answer at all (it refused its
+        head): the request is then logged `write_error`, and the server answers for itself."""
+        response = self.handle(Request(environ))
+        try:
+            return response(environ, start_response)
+        except Exception:
+            exchange = response.exchange
+            exchange.outcome = errors.WRITE_ERROR
+            exchange.status = 500            # what gunicorn and werkzeug answer instead
+            log.exception("the server could not write the answer (request_id=%s)",
+                          exchange.request_id)
+            response.close()                # the relay's upstream connection, Exchange.finish
+            raise
+
     def handle(self, request: Request) -> Response:
-        """Entry point: the answer to one proxied request; metrics and the log line follow
-        when it closes (Exchange.finish)."""
+        """The answer to one proxied request; metrics and the log line follow when it closes
+        (Exchange.finish)."""
         exchange = Exchange(self.state, request, request.method, request.path)
         incoming_id = request.headers.get("X-Request-Id", "")
         if _REQUEST_ID.match(incoming_id):
@@ -85,6 +101,7 @@ class Pipeline:
         if not response.is_streamed:
             exchange.sent_bytes = response.calculate_content_length() or 0
         response.call_on_close(exchange.finish)
+        response.exchange = exchange
         return response
 
     def _steps(self, exchange: Exchange) -> Response:
@@ -114,17 +131,21 @@ class Pipeline:
         return self._attempts(exchange, call)
 
     def _attempts(self, exchange: Exchange, call: attempt.Call) -> Response:
-        """Attempts until one is final; between two, the wait the retry policy decided."""
+        """Attempts until one is final; between two, the wait the retry policy decided. All of
+        it, and the answer's body, within the request's total deadline (UPSTREAM_TOTAL_TIMEOUT):
+        a retry whose wait would outlast it is not made."""
+        exchange.start_deadline()
         index = 0
         while True:
             self._admit(exchange)                                      # 429 rate limited
             exchange.attempts = index + 1
             outcome = attempt.run(self.state, exchange, call, index)
-            if not outcome.decision.retry:
+            decision = outcome.decision
+            if not decision.retry or decision.wait >= exchange.time_left():
                 return outcome.final()
-            self.state.metrics.retry(outcome.decision.reason)
-            if self.state.wait(outcome.decision.wait, exchange.inflight.cancel):
-                raise ClientGone()
+            self.state.metrics.retry(decision.reason)
+            if self.state.wait(decision.wait, exchange.inflight.stop):
+                self._stopped(exchange)
             index += 1
 
     # Steps -----------------------------------------------------------------------------------
@@ -216,12 +237,18 @@ class Pipeline:
         request = exchange.request
         admission = self.state.limiter.admit(request.remote_addr or "",
                                              request.headers.get("X-Forwarded-For"),
-                                             exchange.inflight.cancel)
-        if admission.ok:
+                                             exchange.inflight.stop)
+        if admission.ok and not exchange.inflight.stop.is_set():
             return
+        self._stopped(exchange)
+        raise errors.rate_limited(admission.retry_after or 1.0)
+
+    def _stopped(self, exchange: Exchange) -> None:
+        """A wait ended early: the client went away, or the total deadline passed."""
         if exchange.inflight.cancel.is_set():
             raise ClientGone()
-        raise errors.rate_limited(admission.retry_after or 1.0)
+        if exchange.past_deadline():
+            raise errors.past_deadline(self.config.total_timeout)
 
     def _error(self, exchange: Exchange, exc: ProxyError) -> Response:
         body = error_body(exchange.family, exc.status, exc.message, exc.code)

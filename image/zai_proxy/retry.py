@@ -8,13 +8,13 @@ twice. `attempt` is always the 0-based index of the attempt that just failed.
 |----------------------------|----------|---------------------------------------------------|
 | refused, DNS, unreachable, connect timeout (nothing was sent) | yes | 0.1 s·2^attempt (0.1, 0.2, 0.4 s …) |
 | TLS handshake failure      | never    | (a certificate or protocol mismatch does not heal) |
-| reset, silent, not HTTP, other network error | yes | base·2^attempt (1 s, 2 s, 4 s …) |
+| reset, silent, not HTTP, other network error, before any status line | yes | base·2^attempt (1 s, 2 s, 4 s …) |
+| anything after a status line (a head refused, a body cut, silent, not its JSON) | never | (the request was received: it may be billing) |
 | concurrency (1302)         | yes      | max(base·2^attempt, advertised)                   |
 | frequency (1303/1305/1313) | yes      | max(jittered base·2^attempt, advertised); slow down |
 | congestion (1312)          | yes      | max(jittered base·2^attempt, advertised)          |
 | overloaded (503/529)       | yes      | max(jittered base·2^attempt, advertised)          |
 | unknown 429                | yes      | advertised + base·2^attempt (conservative); slow down |
-| empty / truncated 200      | yes      | base·2^attempt                                    |
 | quota, daily limit, auth, account, bad request, content, server | never |           |
 
 "advertised" is the larger of the Retry-After header (seconds or HTTP-date) and the body's
@@ -33,7 +33,8 @@ The reset instant of an exhausted window is `X-Zai-Rate-Limit-Reset`, never a Re
 What retries cost, with the defaults (MAX_RETRIES=3, RETRY_BACKOFF_BASE=1s): a refused
 connection or a name that does not resolve answers 502 after 0.7 s of waits; a connect timeout
 after 4 × UPSTREAM_CONNECT_TIMEOUT + 0.7 s; a TLS failure at once; a connection reset after 7 s.
-Every network-error retry is counted with reason `network_error`.
+Every network-error retry is counted with reason `network_error`. The pipeline makes no retry
+whose wait would outlast the request's total deadline (UPSTREAM_TOTAL_TIMEOUT).
 """
 
 from __future__ import annotations
@@ -95,9 +96,10 @@ class RetryPolicy:
     def on_network_error(self, attempt: int) -> Decision:
         return self._decide(attempt, self.backoff(attempt), "network_error", False)
 
-    def on_transport_error(self, attempt: int, kind: str) -> Decision:
-        """A transport failure by its cause (errors.TRANSPORT_KINDS, errors.TIMEOUT)."""
-        if kind == errors.TLS:
+    def on_transport_error(self, attempt: int, kind: str, answered: bool = False) -> Decision:
+        """A transport failure by its cause (errors.TRANSPORT_KINDS, errors.TIMEOUT), and
+        whether the upstream's status line had arrived before it."""
+        if kind == errors.TLS or answered:
             return Decision(False, 0.0, "network_error", False)
         if kind in QUICK:
             wait = CONNECT_BACKOFF * (2 ** min(attempt, 30))
@@ -105,7 +107,8 @@ class RetryPolicy:
         return self.on_network_error(attempt)
 
     def on_bad_success(self, attempt: int, kind: str) -> Decision:
-        return self._decide(attempt, self.backoff(attempt), kind, False)
+        """A 2xx that is empty, cut, undecodable or silent: answered, so never sent again."""
+        return Decision(False, 0.0, kind, False)
 
     def on_zai_error(self, attempt: int, error: ZaiError) -> Decision:
         cls = error.error_class

@@ -55,6 +55,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("UPSTREAM_READ_TIMEOUT", "read_timeout", Duration(0.001, DAY), "300s",
             "idle time allowed between upstream bytes (not a total cap)",
             chart="config.upstreamReadTimeout"),
+    Setting("UPSTREAM_TOTAL_TIMEOUT", "total_timeout", Duration(0.1, DAY), "10m",
+            "total time for a request's upstream work, from its first attempt to the last byte "
+            "of the answer (retries, waits and streams included); then 504, or a stream ends "
+            "with an error event", chart="config.upstreamTotalTimeout"),
     # Listening and process model
     Setting("BIND_HOST", "bind_host", Host(), "127.0.0.1",
             "address to listen on: this machine only unless told otherwise (`0.0.0.0`: every "

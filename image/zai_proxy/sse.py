@@ -61,6 +61,10 @@ class SSEParser:
         self._buffer = bytearray()
         self._scan_from = 0  # bytes before this offset are known to hold no event end
         self._max_event_bytes = max_event_bytes
+        self._cr = False     # a CR was seen: line ends may be CR or CRLF from now on
+        # True while an event too long to hold was released before its end: what follows
+        # continues it.
+        self.mid_event = False
 
     @property
     def idle(self) -> bool:
@@ -75,7 +79,10 @@ class SSEParser:
             # The usual read: whole LF-terminated events and nothing else; no buffer copies.
             return self._whole_events(bytes(chunk))
         buffer += chunk
-        if b"\r" in buffer:
+        # Only the new bytes are looked at: scanning the whole buffer on every read would make
+        # one long event cost time quadratic in its length.
+        self._cr = self._cr or b"\r" in chunk
+        if self._cr:
             ends = self._ends_any_eol(buffer)
         else:  # the usual stream: LF only, so every event ends at "\n\n" (memchr-fast)
             ends = []
@@ -91,14 +98,17 @@ class SSEParser:
             start = end
         if start:
             del buffer[:start]
+            self.mid_event = False
         if len(buffer) > self._max_event_bytes:
             events.append(Event(bytes(buffer), None, ""))
             buffer.clear()
+            self.mid_event = True
         # A match needs at most 4 bytes (CRLF CRLF): rescan only the last few next time.
         self._scan_from = max(0, len(buffer) - 4)
         return events
 
     def _whole_events(self, chunk: bytes) -> list[Event]:
+        self.mid_event = False
         if chunk.find(b"\n\n") == len(chunk) - 2:
             return [parse_fields(chunk)]
         events = []

@@ -20,12 +20,14 @@ from .quota import NoQuota
 from .ratelimit import NoRateLimiter
 from .retry import RetryPolicy
 from .tokens import NoTokenAccounting
+from .total_deadline import TotalDeadlines
 from .upstream import Upstream
 from .upstream_auth import UpstreamAuth
 
 
 def cancellable_wait(seconds: float, cancel: threading.Event) -> bool:
-    """Sleep before a retry; True when the client went away meanwhile."""
+    """Sleep before a retry; True when the request was stopped meanwhile (the client went
+    away, or its total deadline passed)."""
     return cancel.wait(seconds)
 
 
@@ -41,6 +43,7 @@ class ProxyState:
     limiter: object = dataclasses.field(default_factory=NoRateLimiter)
     tokens: object = dataclasses.field(default_factory=NoTokenAccounting)
     quota: object = dataclasses.field(default_factory=NoQuota)
+    deadlines: TotalDeadlines = dataclasses.field(default_factory=TotalDeadlines)
     wait: Callable[[float, threading.Event], bool] = cancellable_wait
     upstream_auth: UpstreamAuth = dataclasses.field(default_factory=UpstreamAuth)
 
@@ -50,4 +53,5 @@ class ProxyState:
         self.quota.stop()
         self.limiter.close()
         self.watcher.close()
+        self.deadlines.close()
         self.upstream.close()

@@ -15,9 +15,21 @@ once the upstream had answered) and whose `answered` says whether the upstream's
 arrived: once it has, the request was received and may be billing. Nothing past this module looks
 at exception types or texts of the HTTP client.
 
+Reading the head follows HTTP/1.1 where http.client does not (the rules are `answers.py`'s):
+interim responses (1xx) are read and skipped on the same connection until the final status
+(http.client skips `100` only, and takes any other 1xx for a final, empty answer); `101`, a
+status beyond 599, a header block with lines that are not fields and invalid framing fields are
+refused as `upstream_protocol`. A connection is handed back to urllib3's pool only once its
+answer was read to the end its framing announced; a refused or broken answer closes it, and so
+does an answer whose framing is doubtful, so no later request on it can read what was meant
+for an earlier one.
+
+`Answer` decodes a gzip or deflate body (answers.body_coding), incrementally for streams;
+another coding is left as it came, for the pipeline to relay with its header.
+
 The connection classes also record each upstream socket on the current request's InFlight
 record, so that the disconnect watcher can cut a blocked upstream read the moment the client
-goes away.
+goes away, and the request's total deadline can cut it when it passes.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import NameResolutionError, ProtocolError, ReadTimeoutError
 
-from . import errors
+from . import answers, codings, errors
 from .config import Config
 from .disconnect import InFlight
 
@@ -86,14 +98,39 @@ def _record_socket(conn) -> None:
         inflight.set_upstream_socket(conn.sock)
 
 
+class _Refused(http.client.HTTPException):
+    """An answer's head that the proxy refuses (answers.py says why): `detail` is safe to show."""
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
 class _Response(http.client.HTTPResponse):
-    """Notes, for this thread, that a status line was read: from then on the upstream has
+    """http.client's response with HTTP/1.1's rules for the head (see the module docstring).
+    Notes, for this thread, that a status line was read: from then on the upstream has
     answered, whatever goes wrong with the rest of its head."""
 
     def _read_status(self):
-        status = super()._read_status()
-        _current.answered = True
-        return status
+        for _ in range(answers.MAX_INTERIM + 1):
+            version, status, reason = super()._read_status()
+            _current.answered = True
+            if not 100 <= status < 200 or answers.interim(status) == answers.REFUSE:
+                problem = answers.status_problem(status)
+                if problem:
+                    raise _Refused(problem)
+                return version, status, reason
+            http.client._read_headers(self.fp)      # an interim head: read it, wait for more
+        raise _Refused(f"more than {answers.MAX_INTERIM} interim (1xx) responses")
+
+    def begin(self):
+        super().begin()
+        problem = answers.head_problem(self.msg)
+        if problem:
+            raise _Refused(problem)
+        if not answers.reusable(self.msg):
+            # http.client then drops the connection once the answer is read: never pooled.
+            self.will_close = True
 
 
 class _Tracked:
@@ -104,6 +141,11 @@ class _Tracked:
             super().connect()
         except Exception as exc:
             raise _ConnectFailed(exc) from exc
+        _record_socket(self)
+
+    def request(self, *args, **kwargs):
+        _record_socket(self)      # a pooled connection: connect() is not called again
+        return super().request(*args, **kwargs)
 
     def getresponse(self, *args, **kwargs):
         _record_socket(self)
@@ -151,29 +193,63 @@ class Answer:
     """The upstream's answer: status and headers are in, the body is read on demand.
 
     Reading the body to its end hands the connection back to the pool; `close()` before then
-    discards it, so a connection in an unknown state is never reused."""
+    discards it, so a connection in an unknown state is never reused. `coding` says what
+    becomes of the body's Content-Encoding (answers.IDENTITY, DECODED, KEPT or FAILED): a
+    decoded body is what `read_some`/`read_all` return."""
 
-    __slots__ = ("status", "headers", "_raw")
+    __slots__ = ("status", "headers", "coding", "_raw", "_decoder")
 
-    def __init__(self, raw: urllib3.HTTPResponse):
+    def __init__(self, raw: urllib3.HTTPResponse, method: str = "POST"):
         self._raw = raw
         self.status = raw.status
-        self.headers = raw.headers      # case-insensitive; repeated fields joined with ", "
+        self.headers = raw.headers      # case-insensitive; repeated fields kept apart in items()
+        self.coding, self._decoder = answers.body_coding(raw.headers, raw.status, method)
 
-    def read_some(self, size: int = 65536) -> bytes:
-        """Whatever bytes have arrived (at most `size`), b"" at the end of the body."""
+    def _read(self, size: int) -> bytes:
         try:
             return self._raw.read1(size, decode_content=False)
         except (Urllib3Error, http.client.HTTPException, OSError) as exc:
             raise translate(exc, answered=True) from None
 
+    def read_some(self, size: int = 65536) -> bytes:
+        """Whatever bytes have arrived (at most `size` of them, decoded: up to 16 × `size`),
+        b"" at the end of the body. A body that stops decoding raises
+        TransportError(bad_encoding)."""
+        decoder = self._decoder
+        if decoder is None:
+            return self._read(size)
+        try:
+            while True:
+                if decoder.has_pending:
+                    out = decoder.feed(b"", size * 16)
+                    if out:
+                        return out
+                data = self._read(size)
+                if not data:
+                    return b""
+                out = decoder.feed(data, size * 16)
+                if out:
+                    return out
+        except codings.DecodeError as exc:
+            raise TransportError(errors.BAD_ENCODING, True, str(exc)) from None
+
     def read_all(self) -> bytes:
+        """The whole body, decoded when its coding is one the proxy decodes. If it does not
+        decode, the body as it came: `coding` is then FAILED and the header stays with it."""
         parts = []
         while True:
-            chunk = self.read_some()
+            chunk = self._read(65536)
             if not chunk:
-                return b"".join(parts)
+                break
             parts.append(chunk)
+        raw = b"".join(parts)
+        if self._decoder is None:
+            return raw
+        try:
+            return codings.decode_whole(self.headers.get("Content-Encoding", ""), raw)
+        except codings.DecodeError:
+            self.coding = answers.FAILED
+            return raw
 
     def close(self) -> None:
         self._raw.close()
@@ -210,7 +286,7 @@ class Upstream:
             if failure.answered and not failure.timed_out:
                 failure.kind = errors.PROTOCOL   # a status line, then a head that is not HTTP
             raise failure from None
-        return Answer(raw)
+        return Answer(raw, method)
 
     def _pool_for(self, url: str):
         # Every upstream URL is on the one configured origin: its pool is looked up once.
@@ -301,4 +377,6 @@ def _detail(chain: list[BaseException]) -> str:
             return "closed by the upstream without an answer"
         if isinstance(err, http.client.BadStatusLine):
             return "not an HTTP status line"
+        if isinstance(err, _Refused):
+            return err.detail
     return ""

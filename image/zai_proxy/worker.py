@@ -16,6 +16,8 @@ What this worker does instead (the shape of nginx's event loop and of Envoy's ad
   clients hold no thread while they dawdle, and the proxy authenticates before reading a body.
 - Probes on their own thread. A complete head asking for /livez, /readyz, /health or /metrics
   goes to `service_loop.ServiceLoop`, never to the pool: probes do not queue behind clients.
+- `Expect: 100-continue` is answered only when the application reads the body, after its
+  checks of the head (authentication, size), never by gunicorn before them.
 - Total client deadlines (`client_deadlines.ClientDeadlines`): the body must arrive within
   CLIENT_BODY_TIMEOUT (408 otherwise), each write of the answer within CLIENT_WRITE_TIMEOUT
   (the connection is closed otherwise, and a stream's upstream connection with it). A request
@@ -219,6 +221,13 @@ class DrainingWorker(ThreadWorker):
     def handle_request(self, req, conn):
         if self.deadlines is not None:
             self.deadlines.head_done(req)
+            if req._expected_100_continue:
+                # gunicorn would invite the body (`100 Continue`) before the application has
+                # seen the head. The body's first read sends it instead (client_deadlines), and
+                # the pipeline reads a body only once the request is authenticated and within
+                # MAX_REQUEST_BYTES: a request refused for its head never invites its body.
+                req._expected_100_continue = False
+                req.continue_on_read = True
         return super().handle_request(req, conn)
 
     # Closing without blocking the main loop --------------------------------------------------

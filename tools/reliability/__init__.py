@@ -2,6 +2,7 @@
 restart or Redis misbehave, checked against real gunicorn proxies and the fake Z.AI.
 
     faults.py         the upstream fault matrix as data (fault → expectation per streaming mode)
+    raw_faults.py     its byte-level faults, played by the raw-socket upstream
     upstream.py       runs that matrix: answers, metric deltas, slots, threads, RSS
     client_faults.py  hang-ups at every phase, oversized / malformed requests, path traversal
     slow_clients.py   slowloris heads and bodies, clients that never read: total deadlines

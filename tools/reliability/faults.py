@@ -1,7 +1,13 @@
 """The upstream fault matrix as data: each fault, and what the client and the metrics must show.
 
 Every fault runs on both API families, streaming and not. The proxy under test retries once
-(MAX_RETRIES=1), so a retried failure costs two upstream attempts per client request.
+(MAX_RETRIES=1), so a retried failure costs two upstream attempts per client request; only
+failures before the upstream's status line and Z.AI's "not processed" answers (429 with a
+retried class, 503, 529) are retried: once the upstream answered, one attempt is all.
+
+Most faults are scenarios of the fake Z.AI; those at the byte level, which it cannot produce
+(interim responses, invalid heads, compressed bodies, streams ending early), are scripts of the
+raw-socket upstream (raw_faults.py), named by the same header.
 
 Expectation kinds
   error         the proxy's own error: `status`, JSON in the family's format, `code` (OpenAI)
@@ -79,7 +85,8 @@ class Fault:
     scenario: str | None       # X-Fake-Scenario (None: a normal answer)
     plain: Expect
     stream: Expect
-    # "fake": the fake Z.AI; "closed": an origin that refuses connections.
+    # "fake": the fake Z.AI; "closed": an origin that refuses connections; "raw": the raw-socket
+    # upstream playing raw_faults.SCRIPTS[scenario].
     upstream: str = "fake"
     # Scenario of the byte-exact reference: None means `scenario` itself, "" the normal answer.
     reference: str | None = None
@@ -93,6 +100,11 @@ class Fault:
 
 def _error(status, code, error_type, reason, attempts=RETRIED, finding=""):
     return Expect("error", status, code, error_type, attempts, reason, finding=finding)
+
+
+def _answered(status, code, error_type, finding=""):
+    """The proxy's error for an answer that broke after its status line: never sent again."""
+    return Expect("error", status, code, error_type, 1, None, finding=finding)
 
 
 def _stream_error(code, error_type, finding=""):
@@ -140,15 +152,14 @@ def upstream_faults(full: bool) -> list[Fault]:
         Fault("reset before response", "reset_before",
               *_both(_error(502, "upstream_connection", "upstream_reset", "network_error"))),
         Fault("reset mid-response", "reset_mid",
-              _error(502, "truncated_response", "truncated_response", "truncated_response"),
+              _answered(502, "truncated_response", "truncated_response"),
               _stream_error("read_error", "read_error"), reference=""),
         Fault("stall mid-response", "stall",
-              _error(504, "upstream_timeout", "upstream_timeout", "network_error",
-                     finding=F_STALL_LABEL),
+              _answered(504, "upstream_timeout", "upstream_timeout", finding=F_STALL_LABEL),
               _stream_error("upstream_timeout", "upstream_timeout"), reference="", slow=True),
         Fault("stall after headers", "stall;after=0",
-              *_both(_error(504, "upstream_timeout", "upstream_timeout", "network_error",
-                            finding=F_STALL_LABEL)), slow=True),
+              *_both(_answered(504, "upstream_timeout", "upstream_timeout",
+                               finding=F_STALL_LABEL)), slow=True),
         Fault("no answer (hang)", "hang",
               *_both(_error(504, "upstream_timeout", "upstream_timeout", "network_error")),
               slow=True),
@@ -157,12 +168,12 @@ def upstream_faults(full: bool) -> list[Fault]:
         Fault("slow drip", "drip;byte_interval_ms=40;bytes_per_write=32",
               *_both(Expect("ok")), reference="", slow=True),
         Fault("truncated JSON", "truncated_json",
-              _error(502, "truncated_response", "truncated_response", "truncated_response"),
+              _answered(502, "truncated_response", "truncated_response"),
               _stream_error("truncated_response", "truncated_response",
                             finding=F_TRUNCATED_STREAM), reference=""),
         Fault("empty 200", "empty_200",
-              _error(502, "truncated_response", "truncated_response", "truncated_response"),
-              _error(502, "empty_streaming", "empty_streaming", "empty_streaming")),
+              _answered(502, "truncated_response", "truncated_response"),
+              _answered(502, "empty_streaming", "empty_streaming")),
         Fault("upstream error event mid-stream", "stream_error;code=1305",
               *_both(Expect("ok"))),
         Fault(f"very large answer ({large // 1_000_000} MB)",
@@ -171,6 +182,7 @@ def upstream_faults(full: bool) -> list[Fault]:
         _status(500), _status(502), _status(502, "html"), _status(503), _status(504),
         _status(529),
     ]
+    faults += raw_faults()
     codes = ZAI_CODE_CLASSES if full else FAST_CODES
     faults += [_zai_code(code) for code in codes]
     # Codes Z.AI sends with their own status (401 auth: the proxy's 502; 400 bad request: passed
@@ -179,3 +191,27 @@ def upstream_faults(full: bool) -> list[Fault]:
     faults += [_zai_code(code, status, f"{status} code {code}")
                for code, status in own_status.items()]
     return faults
+
+
+def raw_faults() -> list[Fault]:
+    """Byte-level faults (raw_faults.SCRIPTS): the same in the fast and the full run."""
+    refused = _answered(502, "upstream_connection", "upstream_protocol")
+    ends_early = (_answered(502, "truncated_response", "truncated_response"),
+                  _stream_error("truncated_response", "truncated_response"))
+    return [
+        Fault("interim 103 and 102 before the answer", "raw_interim", *_both(Expect("ok")),
+              upstream="raw"),
+        Fault("101 switching protocols", "raw_switch", *_both(refused), upstream="raw"),
+        Fault("status 999", "raw_status_999", *_both(refused), upstream="raw"),
+        Fault("header fields a server cannot write", "raw_unwritable_fields",
+              *_both(Expect("ok")), upstream="raw"),
+        Fault("a header line that is not a field", "raw_not_a_field", *_both(refused),
+              upstream="raw"),
+        Fault("120 header fields", "raw_too_many_fields", *_both(refused), upstream="raw"),
+        Fault("gzip despite Accept-Encoding: identity", "raw_gzip", *_both(Expect("ok")),
+              upstream="raw"),
+        Fault("ends early, close-delimited", "raw_ends_early_close", *ends_early,
+              upstream="raw"),
+        Fault("ends early, chunked and complete", "raw_ends_early_chunked", *ends_early,
+              upstream="raw"),
+    ]

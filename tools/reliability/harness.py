@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -20,6 +21,8 @@ import psutil
 
 from tools.fake_zai import FakeZai
 from tools.proxy_process import ROOT, ProxyProcess
+
+from .raw_faults import RawFaults
 
 MIB = 1024 * 1024
 TIKTOKEN_CACHE = ROOT / ".cache" / "tiktoken"
@@ -33,6 +36,8 @@ class Stack:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fake = FakeZai(record_limit=200_000)
         self._proxies: list[ProxyProcess] = []
+        self._raw: RawFaults | None = None
+        self._raw_lock = threading.Lock()
 
     def __enter__(self) -> "Stack":
         self.fake.start()
@@ -44,6 +49,15 @@ class Stack:
         for proxy in self._proxies:
             proxy.stop()
         self.fake.stop()
+        if self._raw is not None:
+            self._raw.stop()
+
+    def raw_faults(self) -> RawFaults:
+        """The raw-socket upstream playing byte-level faults (started on first use)."""
+        with self._raw_lock:
+            if self._raw is None:
+                self._raw = RawFaults().start()
+            return self._raw
 
     def proxy(self, upstream_url: str | None = None, **env) -> ProxyProcess:
         # `make tiktoken-cache` fills this (the Makefile exports it); a direct run finds it too.

@@ -21,6 +21,7 @@ import requests
 
 from . import calls
 from .faults import Expect, Fault, upstream_faults
+from .raw_faults import script_for
 from .harness import (MIB, Stack, closed_port_url, fill_thread_pools, metric_delta,
                       metric_sum, rss, settled_threads, steady_threads, wait_for, workers)
 from .table import Row, row
@@ -92,6 +93,8 @@ def _target(stack: Stack, kind: str, settings: MatrixSettings, slow: bool) -> Ta
         env["UPSTREAM_READ_TIMEOUT"] = PATIENT_READ_TIMEOUT
     if kind == "closed":
         return Target(stack.proxy(closed_port_url(), **env))
+    if kind == "raw":
+        return Target(stack.proxy(stack.raw_faults().url, **env))
     return Target(stack.proxy(**env))
 
 
@@ -151,6 +154,8 @@ def _by_label(before: dict, after: dict, name: str, label: str) -> dict[str, flo
 def _reference(stack: Stack, fault: Fault, family: str, stream: bool, expect: Expect) -> bytes:
     if expect.kind == "error":
         return b""
+    if fault.upstream == "raw":
+        return script_for(fault.scenario, family, stream)[1]
     scenario = fault.scenario if fault.reference is None else (fault.reference or None)
     return calls.direct(stack.fake.url, family, stream, scenario)
 

@@ -95,6 +95,8 @@ successThreshold: {{ .successThreshold }}
   value: {{ $v.config.upstreamConnectTimeout | quote }}
 - name: UPSTREAM_READ_TIMEOUT
   value: {{ $v.config.upstreamReadTimeout | quote }}
+- name: UPSTREAM_TOTAL_TIMEOUT
+  value: {{ $v.config.upstreamTotalTimeout | quote }}
 - name: GRACEFUL_TIMEOUT
   value: {{ $v.config.gracefulTimeout | quote }}
 - name: LOG_LEVEL

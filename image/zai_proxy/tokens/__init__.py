@@ -58,7 +58,7 @@ class NoAccountant:
     def stream_events(self) -> WholeEvents:
         return WholeEvents()
 
-    def finish(self, disconnected: bool = False) -> None:
+    def finish(self, disconnected: bool = False, incomplete: bool = False) -> None:
         return None
 
 

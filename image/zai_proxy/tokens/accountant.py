@@ -326,14 +326,17 @@ class UsageAccountant:
             estimated.add("output")
         return tokens, estimated
 
-    def finish(self, disconnected: bool = False) -> dict:
-        """Record this request's tokens and cost once; later calls return the same summary."""
+    def finish(self, disconnected: bool = False, incomplete: bool = False) -> dict:
+        """Record this request's tokens and cost once; later calls return the same summary.
+        `incomplete`: the answer broke off or ended before its last event (its usage may be
+        missing, and is then estimated)."""
         with self._lock:
             if self._summary is not None:
                 return self._summary
             model = self.model or self._response_model
             summary = {"model": self.metrics.model_label(model), "pricing_tier": self.tier,
                        "recorded": False, "disconnected": bool(disconnected),
+                       "incomplete": bool(incomplete),
                        "estimated": [], "cost_usd": 0.0,
                        "local_input_tokens": self.input_estimate}
             summary.update({f"{direction}_tokens": 0 for direction in DIRECTIONS})
