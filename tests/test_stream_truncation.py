@@ -14,7 +14,6 @@ In-process proxy, raw-socket upstream, token counting on, the official SDKs as c
 from __future__ import annotations
 
 import json
-import time
 
 import anthropic
 import openai
@@ -58,31 +57,10 @@ def upstream():
         yield server
 
 
-def _request_lines(capsys, count: int) -> list[dict]:
-    """The request log lines, once `count` have been written (each is written as its answer
-    closes, just after the client has read it)."""
-    lines: list[dict] = []
-    pending = ""                 # a line still being written when stdout was read
-    deadline = time.monotonic() + 10
-    while True:
-        pending += capsys.readouterr().out
-        *complete, pending = pending.split("\n")
-        for text in complete:
-            try:
-                line = json.loads(text)
-            except ValueError:
-                continue
-            if line.get("logger") == "zai_proxy.request":
-                lines.append(line)
-        if len(lines) >= count or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_stream_without_its_terminal_event_ends_with_an_error_the_sdk_sees(
-        capsys, inprocess_proxy, upstream, family, case):
+        inprocess_proxy, upstream, family, case):
     shape, framing, error_type = CASES[case]
     proxy = inprocess_proxy(upstream.url, **SETTINGS)
     stream = events(family, ["Hel", "lo"], terminal=False)
@@ -103,7 +81,7 @@ def test_a_stream_without_its_terminal_event_ends_with_an_error_the_sdk_sees(
     assert len(upstream.requests) == 2                       # never sent again
     assert proxy.value("zai_proxy_upstream_errors_total", error_type=error_type) == 2
     assert proxy.value("zai_proxy_upstream_errors_total") == 2
-    lines = _request_lines(capsys, 2)
+    lines = proxy.wait_for_request_logs(2)
     assert [line["outcome"] for line in lines] == [error_type] * 2
     assert all(line["usage"]["incomplete"] for line in lines)
 
@@ -111,13 +89,13 @@ def test_a_stream_without_its_terminal_event_ends_with_an_error_the_sdk_sees(
 @pytest.mark.parametrize("framing", ["close", "chunked", "length"])
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_complete_stream_is_relayed_byte_for_byte_and_not_marked(
-        capsys, inprocess_proxy, upstream, family, framing):
+        inprocess_proxy, upstream, family, framing):
     proxy = inprocess_proxy(upstream.url, **SETTINGS)
     stream = events(family, ["Hel", "lo"])
     upstream.reply(_ended_early(stream, framing))
     answer = requests.post(proxy.url + PATHS[family], json=body(family, True), timeout=30)
     assert answer.content == stream
-    [line] = _request_lines(capsys, 1)
+    [line] = proxy.wait_for_request_logs(1)
     assert line["outcome"] == "ok" and line["usage"]["incomplete"] is False
 
 

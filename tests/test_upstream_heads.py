@@ -71,7 +71,11 @@ def test_interim_responses_are_read_past_and_no_client_reads_another_ones_answer
                                                      else f"for A {round_}"))
         upstream.reply(answer(family, [f"for B {round_}"] if stream else f"for B {round_}"))
         assert ask(family, proxy.url, stream, key=KEYS[0]) == f"for A {round_}"
+        # A stream's connection goes back to the pool just after the client has read the end;
+        # B is sent once A's request is done, so that B may (and must) reuse it.
+        proxy.wait_for_request_logs(2 * round_ + 1)
         assert ask(family, proxy.url, stream, key=KEYS[1]) == f"for B {round_}"
+        proxy.wait_for_request_logs(2 * round_ + 2)
     received = upstream.wait_requests(6)
     assert len(upstream.requests) == 6                     # nothing was sent twice
     # The interim heads were consumed on the connection they came on, which stayed certain:
