@@ -107,8 +107,8 @@ def test_credentials_in_an_upstream_url_are_refused_without_echoing_them(variabl
     assert "s3cret-pw" not in str(e.value) and "ops-login" not in str(e.value)
 
 
-# Values that the proxy used to accept at start and that then failed every request (or the boot
-# with a traceback). Each is refused at start with a message that names the variable.
+# Values that, accepted at start, would fail every request (or the boot with a traceback). Each is
+# refused at start with a message that names the variable.
 @pytest.mark.parametrize("env, variable", [
     ({"UPSTREAM_READ_TIMEOUT": "99999999h"}, "UPSTREAM_READ_TIMEOUT"),
     ({"UPSTREAM_CONNECT_TIMEOUT": "9" * 400}, "UPSTREAM_CONNECT_TIMEOUT"),

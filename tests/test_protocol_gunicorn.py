@@ -1,9 +1,9 @@
 """What gunicorn itself does with what the upstream sends, and with `Expect: 100-continue`.
 
 - Header fields the server cannot re-emit (control characters, invalid names, obsolete folding):
-  gunicorn refused to write such a head, so the answer never closed, its MAX_WORKERS slot leaked
-  and no log line or metric was written; after MAX_WORKERS of them the pod answered 503 to
-  everything, and SIGTERM waited out the whole graceful timeout. Now such fields are dropped, and
+  gunicorn refuses to write such a head, which would leave the answer open, its MAX_WORKERS slot
+  held and no log line or metric written (after MAX_WORKERS of them the pod would answer 503 to
+  everything, and SIGTERM would wait out the whole graceful timeout). Such fields are dropped, and
   a request's accounting runs even when the server cannot write its answer at all.
 - `100 Continue` is sent once the request has passed the authentication and size checks, never
   before: a rejected request never invites its body.

@@ -150,8 +150,8 @@ def test_a_dead_worker_is_marked_and_its_gauges_dropped(start_gunicorn):
 
 def test_a_scrape_while_a_process_creates_its_metrics_file_still_succeeds(start_gunicorn):
     # prometheus_client creates a worker's `<type>_<pid>.db` empty and sizes it a moment later;
-    # a scrape in that window used to answer 500 (struct.error), which CI once caught. An empty
-    # file is exactly that moment, frozen.
+    # a scrape in that window must still answer 200, not 500 (struct.error). An empty file is
+    # exactly that moment, frozen.
     proxy = start_gunicorn(RATE_LIMIT_ENABLED="false")
     assert requests.post(proxy.url + "/v1/chat/completions", json=CHAT).status_code == 200
     metrics_dir = Path(proxy.env["PROMETHEUS_MULTIPROC_DIR"])

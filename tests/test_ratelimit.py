@@ -57,7 +57,7 @@ def test_bad_window_ewma_and_margin():
 
 
 def test_bad_window_below_the_hold_point_never_raises_the_rate():
-    # The original moved the rate to ceiling·(1-margin) = 8.33 here: a bad window raised it.
+    # Moving to the hold point, ceiling·(1-margin) = 8.33, would raise the rate on a bad window.
     state, direction = evaluate(State(rate=5, ceiling=10, learned=True), counts(100, 50), S)
     assert state.rate == pytest.approx(4.9) and direction == "decrease"
     assert state.ceiling == pytest.approx(8.5)
