@@ -89,33 +89,28 @@ def _rate(value) -> str:
     return "no data" if value is None else f"{value:.3g} req/s"
 
 
-def _error_check(prod, canary, th: Thresholds, comparable: bool) -> dict:
-    p = prod["error_ratio"] if prod else None
-    c = canary["error_ratio"] if canary else None
+def _compare(check: str, figure: str, what: str, show, factor: float, margin: float,
+             prod, canary, comparable: bool) -> dict:
+    """One canary-vs-production rule: the canary fails when its figure > factor × (production's
+    figure + margin), as the chart's comparison alert says."""
+    p = prod[figure] if prod else None
+    c = canary[figure] if canary else None
     if not comparable or p is None or c is None:
-        return {"check": "error_ratio", "status": "insufficient",
+        return {"check": check, "status": "insufficient",
                 "message": "not compared: not enough traffic or no production",
                 "production": p, "canary": c, "threshold": None}
-    limit = th.error_ratio_factor * (p + th.error_ratio_margin)
-    failed = c > limit
-    return {"check": "error_ratio", "status": "fail" if failed else "pass",
-            "message": (f"canary 5xx {_percent(c)} vs production {_percent(p)} (limit "
-                        f"{th.error_ratio_factor:g} × ({_percent(p)} + "
-                        f"{_percent(th.error_ratio_margin)}) = {_percent(limit)})"),
+    limit = factor * (p + margin)
+    return {"check": check, "status": "fail" if c > limit else "pass",
+            "message": (f"canary {what} {show(c)} vs production {show(p)} (limit "
+                        f"{factor:g} × ({show(p)} + {show(margin)}) = {show(limit)})"),
             "production": p, "canary": c, "threshold": limit}
+
+
+def _error_check(prod, canary, th: Thresholds, comparable: bool) -> dict:
+    return _compare("error_ratio", "error_ratio", "5xx", _percent, th.error_ratio_factor,
+                    th.error_ratio_margin, prod, canary, comparable)
 
 
 def _latency_check(prod, canary, th: Thresholds, comparable: bool) -> dict:
-    p = prod["latency_p95_s"] if prod else None
-    c = canary["latency_p95_s"] if canary else None
-    if not comparable or p is None or c is None:
-        return {"check": "latency_p95", "status": "insufficient",
-                "message": "not compared: not enough traffic or no production",
-                "production": p, "canary": c, "threshold": None}
-    limit = th.latency_p95_factor * (p + th.latency_p95_margin_s)
-    failed = c > limit
-    return {"check": "latency_p95", "status": "fail" if failed else "pass",
-            "message": (f"canary p95 {_seconds(c)} vs production {_seconds(p)} (limit "
-                        f"{th.latency_p95_factor:g} × ({_seconds(p)} + "
-                        f"{_seconds(th.latency_p95_margin_s)}) = {_seconds(limit)})"),
-            "production": p, "canary": c, "threshold": limit}
+    return _compare("latency_p95", "latency_p95_s", "p95", _seconds, th.latency_p95_factor,
+                    th.latency_p95_margin_s, prod, canary, comparable)
