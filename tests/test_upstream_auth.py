@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 import anthropic
 import openai
@@ -22,22 +21,6 @@ from zai_proxy.upstream_auth import UpstreamAuth
 
 CHAT = {"model": "glm-4.7", "messages": [{"role": "user", "content": "hi"}]}
 SETTINGS = {"RATE_LIMIT_ENABLED": "false", "LOG_LEVEL": "info"}
-
-
-def _log_lines(capsys, until=lambda lines: True, timeout: float = 5.0) -> list[dict]:
-    """The JSON log lines written so far, once `until(lines)` holds (the request line is written
-    as the response closes, just after the client has read it)."""
-    lines: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        for text in capsys.readouterr().out.splitlines():
-            try:
-                lines.append(json.loads(text))
-            except ValueError:
-                pass
-        if until(lines) or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)
 
 
 def _events(lines, event):
@@ -54,9 +37,8 @@ def _requests(lines):
     ("/v1/chat/completions", "error;code=1001;status=429", 429, "1001"),
     ("/v1/chat/completions", "status;code=403;body=html", 403, None),
 ])
-def test_a_refused_key_is_a_502_counted_logged_once_and_in_health(inprocess_proxy, fake_zai,
-                                                                  capsys, path, scenario,
-                                                                  status, code):
+def test_a_refused_key_is_a_502_counted_logged_once_and_in_health(inprocess_proxy, fake_zai, path,
+                                                                  scenario, status, code):
     proxy = inprocess_proxy(**SETTINGS)
     answers = [requests.post(proxy.url + path, json={**CHAT, "max_tokens": 8},
                              headers={"X-Fake-Scenario": scenario}, timeout=30)
@@ -76,7 +58,7 @@ def test_a_refused_key_is_a_502_counted_logged_once_and_in_health(inprocess_prox
     assert proxy.value("zai_proxy_zai_errors_total", **{"class": "auth"}) == 5
     assert proxy.value("zai_proxy_upstream_errors_total", error_type=str(status)) == 5
 
-    lines = _log_lines(capsys, until=lambda lines: len(_requests(lines)) == 5)
+    lines = proxy.wait_for_log_lines(until=lambda lines: len(_requests(lines)) == 5)
     [refused] = _events(lines, "upstream_auth_refused")     # once, not once per request
     assert refused["level"] == "error" and refused["upstream_status"] == status
     assert refused["zai_code"] == code and "ZAI_API_KEY" in refused["msg"]
@@ -90,8 +72,7 @@ def test_a_refused_key_is_a_502_counted_logged_once_and_in_health(inprocess_prox
     assert health["last_refused_at"].endswith("Z")
 
 
-def test_the_key_accepted_again_is_said_once_and_health_follows(inprocess_proxy, fake_zai,
-                                                                capsys):
+def test_the_key_accepted_again_is_said_once_and_health_follows(inprocess_proxy, fake_zai):
     proxy = inprocess_proxy(**SETTINGS)
     assert requests.get(proxy.url + "/health").json()["upstream_auth"]["status"] == "unknown"
     fake_zai.set_scenario("error;code=1002")
@@ -101,7 +82,7 @@ def test_the_key_accepted_again_is_said_once_and_health_follows(inprocess_proxy,
     for _ in range(2):
         assert requests.post(proxy.url + "/v1/chat/completions", json=CHAT,
                              timeout=30).status_code == 200
-    lines = _log_lines(capsys, until=lambda lines: len(_requests(lines)) == 5)
+    lines = proxy.wait_for_log_lines(until=lambda lines: len(_requests(lines)) == 5)
     assert len(_events(lines, "upstream_auth_refused")) == 1
     [accepted] = _events(lines, "upstream_auth_accepted")
     assert accepted["level"] == "warning" and accepted["refused_requests"] == 3

@@ -10,11 +10,9 @@ answer.
 
 from __future__ import annotations
 
-import json
 import socket
 import ssl
 import threading
-import time
 
 import pytest
 import requests
@@ -194,28 +192,12 @@ def _post(proxy, path="/v1/chat/completions", body=CHAT, **kwargs):
     return requests.post(proxy.url + path, json=body, timeout=30, **kwargs)
 
 
-def _log_lines(capsys, until=lambda lines: True, timeout: float = 5.0) -> list[dict]:
-    """The JSON log lines written so far; waits until `until(lines)` holds (the request line
-    is written as the response closes, just after the client has read it)."""
-    lines: list[dict] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        for text in capsys.readouterr().out.splitlines():
-            try:
-                lines.append(json.loads(text))
-            except ValueError:
-                pass
-        if until(lines) or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)
-
-
 def _request_lines(lines: list[dict]) -> list[dict]:
     return [line for line in lines if line.get("logger") == "zai_proxy.request"]
 
 
 @pytest.mark.parametrize("family_path", ["/v1/chat/completions", "/v1/messages"])
-def test_a_refused_connection_is_retried_quickly_counted_and_logged(inprocess_proxy, capsys,
+def test_a_refused_connection_is_retried_quickly_counted_and_logged(inprocess_proxy,
                                                                     family_path):
     proxy = inprocess_proxy(f"http://127.0.0.1:{_closed_port()}", **QUICK, LOG_LEVEL="info")
     response = _post(proxy, family_path, body={**CHAT, "max_tokens": 8})
@@ -232,7 +214,7 @@ def test_a_refused_connection_is_retried_quickly_counted_and_logged(inprocess_pr
     assert proxy.value("zai_proxy_upstream_errors_total", error_type="upstream_refused") == 4
     assert proxy.value("zai_proxy_upstream_errors_total", error_type="upstream_connection") == 0
     assert proxy.value("zai_proxy_retry_attempts_total", reason="network_error") == 3
-    lines = _log_lines(capsys, until=_request_lines)
+    lines = proxy.wait_for_log_lines(until=_request_lines)
     failed = [line for line in lines if line.get("error_type") == "upstream_refused"]
     assert [line["attempt"] for line in failed] == [1, 2, 3, 4]
     assert all(line["level"] == "warning" and line["detail"] == "Connection refused"
@@ -242,19 +224,18 @@ def test_a_refused_connection_is_retried_quickly_counted_and_logged(inprocess_pr
     assert request_line["outcome"] == "upstream_refused" and request_line["attempts"] == 4
 
 
-def test_an_unresolvable_name_is_a_dns_failure(inprocess_proxy, capsys):
+def test_an_unresolvable_name_is_a_dns_failure(inprocess_proxy):
     proxy = inprocess_proxy("http://zai-proxy-test.invalid", **QUICK)
     response = _post(proxy)
     assert response.status_code == 502
     assert "did not resolve" in response.json()["error"]["message"]
     assert proxy.waits == [0.1, 0.2, 0.4]
     assert proxy.value("zai_proxy_upstream_errors_total", error_type="upstream_dns") == 4
-    assert {line.get("error_type") for line in _log_lines(capsys)} >= {"upstream_dns"}
+    assert {line.get("error_type") for line in proxy.wait_for_log_lines()} >= {"upstream_dns"}
 
 
 @pytest.mark.parametrize("listener", ["plain HTTP", "self-signed"])
-def test_a_tls_failure_is_never_retried(inprocess_proxy, fake_zai, listeners, untrusted_tls,
-                                        capsys, listener):
+def test_a_tls_failure_is_never_retried(inprocess_proxy, fake_zai, listeners, untrusted_tls, listener):
     url = (fake_zai.url.replace("http://", "https://") if listener == "plain HTTP"
            else f"https://127.0.0.1:{listeners(tls=untrusted_tls).port}")
     proxy = inprocess_proxy(url, **QUICK)
@@ -265,7 +246,8 @@ def test_a_tls_failure_is_never_retried(inprocess_proxy, fake_zai, listeners, un
     assert proxy.waits == []                       # a certificate does not heal in a second
     assert proxy.value("zai_proxy_upstream_errors_total", error_type="upstream_tls") == 1
     assert proxy.value("zai_proxy_retry_attempts_total") == 0
-    [line] = [line for line in _log_lines(capsys) if line.get("error_type") == "upstream_tls"]
+    [line] = [line for line in proxy.wait_for_log_lines()
+              if line.get("error_type") == "upstream_tls"]
     expected = "wrong version number" if listener == "plain HTTP" else "certificate verify failed"
     assert expected in line["detail"] and expected in message
     assert fake_zai.requests == []

@@ -52,15 +52,22 @@ class ProxyReadings:
     def request_logs(self) -> list[dict]:
         return [line for line in self.log_lines() if line.get("msg") == "request"]
 
+    def wait_for_log_lines(self, until=lambda lines: True, timeout: float = 5.0) -> list[dict]:
+        """The JSON log lines, once `until(lines)` holds or `timeout` has passed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.log_lines()
+            if until(lines) or time.monotonic() > deadline:
+                return lines
+            time.sleep(0.02)
+
     def wait_for_request_logs(self, count: int, timeout: float = 5.0) -> list[dict]:
         """The request log lines, once at least `count` are written (each is written when its
         response has been sent, so just after the client has it)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = self.request_logs()
-            if len(lines) >= count or time.monotonic() > deadline:
-                return lines
-            time.sleep(0.02)
+        lines = self.wait_for_log_lines(
+            lambda lines: len([line for line in lines if line.get("msg") == "request"]) >= count,
+            timeout)
+        return [line for line in lines if line.get("msg") == "request"]
 
     def metrics_text(self) -> str:
         response = requests.get(self.url + "/metrics", timeout=5)
