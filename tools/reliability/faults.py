@@ -163,9 +163,9 @@ def upstream_faults(full: bool) -> list[Fault]:
         Fault("no answer (hang)", "hang",
               *_both(_error(504, "upstream_timeout", "upstream_timeout", "network_error")),
               slow=True),
-        # Streams take 1.5–1.75 s, longer than the short idle timeout (1 s), which a pause
-        # between writes 25 times as long as the usual one still stays under.
-        Fault("slow drip", "drip;byte_interval_ms=40;bytes_per_write=32",
+        # Streams take 3–3.5 s, longer than the short idle timeout (1 s, or 2 s in the full
+        # run), which a pause between writes 25 (50) times as long as the usual one stays under.
+        Fault("slow drip", "drip;byte_interval_ms=40;bytes_per_write=16",
               *_both(Expect("ok")), reference="", slow=True),
         Fault("truncated JSON", "truncated_json",
               _answered(502, "truncated_response", "truncated_response"),
