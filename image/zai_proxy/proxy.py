@@ -63,6 +63,7 @@ class Pipeline:
     def __init__(self, state):
         self.state = state
         self.config = state.config
+        self._routes: dict[str, routes.Route] = {}
 
     def serve(self, environ, start_response):
         """WSGI: one proxied request. Its accounting (metrics, log line, slot) runs when the
@@ -107,7 +108,7 @@ class Pipeline:
 
     def _steps(self, exchange: Exchange) -> Response | BufferedResponse:
         state, config, request = self.state, self.config, exchange.request
-        route = routes.resolve(config, exchange.path)                  # 404, 400
+        route = self._route(exchange.path)                             # 404, 400
         exchange.family = route.family
         self._authenticate(request)                                    # 401
         self._refuse_before_reading(request)                           # 413, 503 draining
@@ -128,7 +129,7 @@ class Pipeline:
         if request.query_string:
             url += "?" + request.query_string.decode("latin-1")
         call = attempt.Call(exchange.method, url, hdrs.upstream_request_headers(
-            request.headers, route.family, config, exchange.request_id), body or None)
+            request.environ, route.family, config, exchange.request_id), body or None)
         return self._attempts(exchange, call)
 
     def _attempts(self, exchange: Exchange,
@@ -151,6 +152,17 @@ class Pipeline:
             index += 1
 
     # Steps -----------------------------------------------------------------------------------
+    def _route(self, path: str) -> routes.Route:
+        """routes.resolve, remembered per path: clients use a handful. Bounded, since paths are
+        theirs to choose; a path resolve refuses is never remembered."""
+        route = self._routes.get(path)
+        if route is None:
+            route = routes.resolve(self.config, path)
+            if len(self._routes) >= 256:
+                self._routes.clear()
+            self._routes[path] = route
+        return route
+
     def _authenticate(self, request: Request) -> None:
         keys = self.config.proxy_api_keys
         if not keys:
