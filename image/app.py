@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from zai_proxy import admin, errors, health, logs, upstream
 from zai_proxy import config as config_module
+from zai_proxy.buffered import BufferedResponse
 from zai_proxy.capacity import Capacity
 from zai_proxy.disconnect import DisconnectWatcher
 from zai_proxy.errors import error_body
@@ -61,7 +62,8 @@ def create_app(config: config_module.Config | None = None, *,
     pipeline = Pipeline(state)
 
     def proxied(rest: str = ""):
-        return pipeline.handle(request)
+        response = pipeline.handle(request)
+        return response.as_werkzeug() if isinstance(response, BufferedResponse) else response
 
     app.add_url_rule("/", "proxied_root", proxied, methods=list(PROXIED_METHODS))
     app.add_url_rule("/<path:rest>", "proxied", proxied, methods=list(PROXIED_METHODS))

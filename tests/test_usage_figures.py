@@ -236,9 +236,17 @@ def test_an_absurd_figure_from_the_upstream_never_poisons_the_cost(inprocess_pro
     assert math.isfinite(cost) and 0 < cost < 1e-3
     output = proxy.value("zai_proxy_tokens_total", direction="output")
     assert output == proxy.value("zai_proxy_estimated_tokens_total", direction="output") == 2
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
-             if line.startswith("{")]
-    [request] = [line for line in lines if line.get("logger") == "zai_proxy.request"]
+    # The request's line is written once its answer has closed, which can be just after the
+    # client has read it: wait for the line.
+    out, deadline = "", time.monotonic() + 5
+    while True:
+        out += capsys.readouterr().out
+        lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        requests_ = [line for line in lines if line.get("logger") == "zai_proxy.request"]
+        if requests_ or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    [request] = requests_
     assert request["usage"]["invalid"] == {"output": "too_large"}
     assert request["usage"]["estimated"] == ["output"]
     assert [line["level"] for line in lines if line.get("event") == "invalid_usage"] == ["warning"]

@@ -61,7 +61,13 @@ def judge(answer, method: str) -> str:
 
 
 def is_event_stream(headers) -> bool:
-    return headers.get("Content-Type", "").startswith("text/event-stream")
+    return field(headers, "Content-Type").startswith("text/event-stream")
+
+
+def field(headers, name: str) -> str:
+    """headers.get(name, ""), without the KeyError that urllib3's header dict raises and
+    catches inside get() for every absent field (most of those asked for are absent)."""
+    return headers[name] if name in headers else ""
 
 
 # Reading the head ----------------------------------------------------------------------------
@@ -107,7 +113,7 @@ def reusable(message) -> bool:
 # The body's coding ---------------------------------------------------------------------------
 def body_coding(headers, status: int, method: str) -> tuple[str, codings.Decoder | None]:
     """(how the body's Content-Encoding is handled, the decoder when the proxy decodes it)."""
-    value = headers.get("Content-Encoding", "")
+    value = field(headers, "Content-Encoding")
     if not codings.codings(value):
         return IDENTITY, None
     if method == "HEAD" or status in (204, 304):
@@ -126,7 +132,7 @@ def complete(answer, raw: bytes) -> tuple[bool, object]:
         return False, None
     if answer.coding == KEPT:
         return True, None
-    if "json" in answer.headers.get("Content-Type", ""):
+    if "json" in field(answer.headers, "Content-Type"):
         try:
             return True, json.loads(raw)
         except ValueError:
@@ -193,4 +199,4 @@ def client_headers(answer) -> tuple[list[tuple[str, str]], list[str]]:
     upstream_headers = answer.headers
     drop = {"content-encoding"} if answer.coding == DECODED else ()
     return hdrs.client_response_headers(upstream_headers.items(),
-                                        upstream_headers.get("Connection", ""), drop)
+                                        field(upstream_headers, "Connection"), drop)

@@ -19,6 +19,7 @@ import time
 from flask import Response
 
 from . import answers, errors, retry, zai_errors
+from .buffered import BufferedResponse
 from .errors import ClientGone, ProxyError
 from .retry import Decision
 from .streaming import StreamRelay
@@ -40,10 +41,10 @@ class Call:
 class Outcome:
     decision: Decision           # retry.FINAL when the answer is what the client gets
     answered: bool               # the upstream sent a status line: it received the request
-    response: Response | None = None     # the client's answer, should this attempt be the last
+    response: Response | BufferedResponse | None = None   # the client's answer, if this is the last
     error: ProxyError | None = None      # … or the error it gets instead
 
-    def final(self) -> Response:
+    def final(self) -> Response | BufferedResponse:
         if self.error is not None:
             raise self.error
         return self.response
@@ -221,9 +222,10 @@ def _client_headers(exchange, answer: Answer) -> list[tuple[str, str]]:
     return kept
 
 
-def _buffered(exchange, answer: Answer, raw: bytes, extra: dict | None = None) -> Response:
+def _buffered(exchange, answer: Answer, raw: bytes,
+              extra: dict | None = None) -> BufferedResponse:
     answer.close()
-    out = Response(raw, status=answer.status, headers=_client_headers(exchange, answer))
+    out = BufferedResponse(raw, answer.status, _client_headers(exchange, answer))
     if "Content-Type" not in answer.headers:
         out.headers.pop("Content-Type", None)
     if extra:

@@ -1,7 +1,7 @@
 """Notice clients that have gone, without a thread per request.
 
-One watcher thread per process polls the client sockets of in-flight requests. A socket that
-turns readable with EOF (or an error) means the client hung up: the request's `cancel` event is
+One watcher thread per process polls the client sockets of in-flight requests. A socket whose
+peer closed its side (or that failed) means the client hung up: the request's `cancel` event is
 set and its upstream socket shut down, so a blocked upstream read returns at once and Z.AI stops
 generating tokens nobody will read. Without this, a gone client is only noticed at the next
 write, which for a silent upstream can be minutes later.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import selectors
+import select
 import socket
 import threading
 
@@ -21,6 +21,7 @@ log = logging.getLogger("zai_proxy.disconnect")
 # and werkzeug's server (`flask run`, the in-process test server). The pipeline reads it through
 # client_socket() so that hang-up watching and body deadlines work under either.
 _SOCKET_KEYS = ("gunicorn.socket", "werkzeug.socket")
+_HANG_UP = select.EPOLLRDHUP
 
 
 def client_socket(environ) -> socket.socket | None:
@@ -96,53 +97,48 @@ def _shutdown(sock) -> None:
 
 
 class DisconnectWatcher:
+    """One thread and one epoll set for the client sockets of every in-flight request.
+
+    `watch` and `unwatch` change the set themselves (epoll_ctl is safe while the thread waits
+    in epoll_wait), so a request costs two system calls and never wakes the thread. A socket is
+    watched for EPOLLRDHUP, the peer closing its side (errors and resets are always reported),
+    not for readability: a kept-alive client that sends its next request as soon as it has
+    read an answer does not wake the thread either."""
+
     _closed = False
 
     def __init__(self):
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()
         self._lock = threading.Lock()
-        self._pending: list[tuple[str, int, tuple | None]] = []
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._watched: dict[int, tuple] = {}        # fd -> (socket, InFlight)
+        self._wake_r, self._wake_w = os.pipe()     # only to stop the thread
+        self._epoll.register(self._wake_r, select.EPOLLIN)
         self._thread = threading.Thread(target=self._run, name="disconnect-watcher", daemon=True)
         self._thread.start()
 
     def watch(self, client_sock, inflight: InFlight) -> int:
         """Start watching; returns the descriptor to pass to unwatch()."""
         fd = client_sock.fileno()
-        self._queue("add", fd, (client_sock, inflight))
+        with self._lock:
+            if self._closed:
+                return fd
+            self._watched[fd] = (client_sock, inflight)
+            try:
+                self._epoll.register(fd, _HANG_UP)
+            except FileExistsError:
+                self._epoll.modify(fd, _HANG_UP)
+            except OSError:
+                del self._watched[fd]               # closed already: nothing to watch
         return fd
 
     def unwatch(self, fd: int) -> None:
-        # By descriptor number: the socket may already be closed when this is applied.
-        self._queue("remove", fd, None)
-
-    def _queue(self, op, fd, data) -> None:
         with self._lock:
-            if self._closed:
-                return   # the pipe may be closed, and its descriptor number reused
-            self._pending.append((op, fd, data))
-            self._wake()
-
-    def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except BlockingIOError:
-            pass  # a wake-up is already pending
-
-    def _apply_pending(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, []
-        for op, fd, data in pending:
+            if self._closed or self._watched.pop(fd, None) is None:
+                return              # never watched, or already dropped by _check
             try:
-                if op == "add":
-                    self._selector.register(fd, selectors.EVENT_READ, data)
-                else:
-                    self._selector.unregister(fd)
-            except (KeyError, ValueError, OSError):
-                pass  # already gone or closed: nothing to watch
+                self._epoll.unregister(fd)
+            except OSError:
+                pass                # closed already: the kernel forgot it with the socket
 
     def close(self) -> None:
         """Stop the thread and release its descriptors (an app built and dropped in one
@@ -151,42 +147,43 @@ class DisconnectWatcher:
             if self._closed:
                 return
             self._closed = True
-            self._wake()
+            os.write(self._wake_w, b"x")
         self._thread.join(5)
 
     def _run(self) -> None:
         while not self._closed:
             try:
-                events = self._selector.select(timeout=5.0)
+                events = self._epoll.poll(5.0)
             except OSError:
                 continue
-            for key, _ in events:
-                if key.data is None:
-                    try:
-                        while os.read(self._wake_r, 4096):
-                            pass
-                    except BlockingIOError:
-                        pass
-                    continue
-                self._check(key.fd, *key.data)
-            self._apply_pending()
+            for fd, _ in events:
+                if fd != self._wake_r:
+                    self._check(fd)
         with self._lock:
-            self._selector.close()
+            self._epoll.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
 
-    def _check(self, fd, sock, inflight: InFlight) -> None:
+    def _check(self, fd: int) -> None:
+        with self._lock:
+            entry = self._watched.get(fd)
+        if entry is None:
+            return                  # unwatched since the event
+        sock, inflight = entry
         try:
             data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
         except BlockingIOError:
-            return
+            return                  # an event about a socket this descriptor no longer is
         except OSError:
             data = b""
-        try:
-            self._selector.unregister(fd)
-        except (KeyError, ValueError):
-            pass
+        with self._lock:
+            if self._watched.get(fd) is entry:
+                del self._watched[fd]
+                try:
+                    self._epoll.unregister(fd)
+                except OSError:
+                    pass
         if data == b"":
             inflight.abort()
-        # Data means the client sent more (a pipelined request): not a hang-up. We stop watching
-        # rather than spin on a readable socket.
+        # Data before the end means the client sent more (a pipelined request) and then closed
+        # its side: not a hang-up while this answer is owed. Watching stops either way.

@@ -26,22 +26,36 @@ _DROP_RESPONSE = HOP_BY_HOP | frozenset({"content-length", "date", "server"})
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _FIELD_VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
 _OBS_FOLD = re.compile(r"\r?\n[ \t]+")
+# The environ keys of the body's framing fields: CONTENT_TYPE and CONTENT_LENGTH are the
+# client's (when not empty); an HTTP_ copy of them is not a field of its own (PEP 3333).
+_FRAMING = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+_HTTP_FRAMING = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 
 
-def _connection_listed(headers) -> set[str]:
-    listed = headers.get("Connection", "")
-    return {token.strip().lower() for token in listed.split(",") if token.strip()}
+def _connection_listed(value: str) -> set[str]:
+    return {token.strip().lower() for token in value.split(",") if token.strip()}
 
 
-def upstream_request_headers(client_headers, family: str, config: Config,
+def upstream_request_headers(environ, family: str, config: Config,
                              request_id: str) -> dict[str, str]:
-    extra = _connection_listed(client_headers)
+    """The fields sent upstream, from the client's request (its WSGI environ). Names are
+    spelled as werkzeug's EnvironHeaders spells them ("X-Custom-Field"), read in one pass over
+    the environ; a field is dropped by its lower-case name before it is spelled."""
+    extra = _connection_listed(environ.get("HTTP_CONNECTION", ""))
     out = {}
-    for name, value in client_headers.items():
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            if key in _HTTP_FRAMING:
+                continue
+            name = key[5:].replace("_", "-")
+        elif key in _FRAMING and value:
+            name = key.replace("_", "-")
+        else:
+            continue
         lower = name.lower()
         if lower in _DROP_REQUEST or lower in extra or lower.startswith("x-stainless-"):
             continue
-        out[name] = value
+        out[name.title()] = value
     out["User-Agent"] = f"zai-proxy/{config.version}"
     out["Accept-Encoding"] = "identity"  # bodies are inspected (usage, truncation)
     out["X-Request-Id"] = request_id
@@ -61,7 +75,7 @@ def client_response_headers(fields, connection: str = "",
     A field is relayed only as a valid HTTP field (RFC 9110 §5): a token for a name, and a value
     without control characters. Obsolete line folding is replaced by a space (RFC 9112 §5.2);
     a field that is still invalid is dropped, since the server would refuse to write it."""
-    extra = {token.strip().lower() for token in connection.split(",") if token.strip()}
+    extra = _connection_listed(connection)
     kept, dropped = [], []
     for name, value in fields:
         lower = name.lower()

@@ -24,6 +24,7 @@ from werkzeug.wrappers import Request
 
 from . import attempt, client_deadlines, errors, routes, upstream
 from . import headers as hdrs
+from .buffered import BufferedResponse
 from .disconnect import client_socket
 from .errors import ClientGone, ProxyError, error_body
 from .exchange import Exchange
@@ -62,6 +63,7 @@ class Pipeline:
     def __init__(self, state):
         self.state = state
         self.config = state.config
+        self._routes: dict[str, routes.Route] = {}
 
     def serve(self, environ, start_response):
         """WSGI: one proxied request. Its accounting (metrics, log line, slot) runs when the
@@ -79,7 +81,7 @@ class Pipeline:
             response.close()                # the relay's upstream connection, Exchange.finish
             raise
 
-    def handle(self, request: Request) -> Response:
+    def handle(self, request: Request) -> Response | BufferedResponse:
         """The answer to one proxied request; metrics and the log line follow when it closes
         (Exchange.finish)."""
         exchange = Exchange(self.state, request, request.method, request.path)
@@ -92,7 +94,7 @@ class Pipeline:
             response = self._error(exchange, exc)
         except ClientGone:
             exchange.outcome = "client_gone"
-            response = Response(b"", status=499)
+            response = BufferedResponse(b"", 499)
         except Exception:  # noqa: BLE001 - a bug must still answer in the family's format
             log.exception("unexpected error (request_id=%s)", exchange.request_id)
             response = self._error(exchange, errors.unexpected())
@@ -104,9 +106,9 @@ class Pipeline:
         response.exchange = exchange
         return response
 
-    def _steps(self, exchange: Exchange) -> Response:
+    def _steps(self, exchange: Exchange) -> Response | BufferedResponse:
         state, config, request = self.state, self.config, exchange.request
-        route = routes.resolve(config, exchange.path)                  # 404, 400
+        route = self._route(exchange.path)                             # 404, 400
         exchange.family = route.family
         self._authenticate(request)                                    # 401
         self._refuse_before_reading(request)                           # 413, 503 draining
@@ -127,10 +129,11 @@ class Pipeline:
         if request.query_string:
             url += "?" + request.query_string.decode("latin-1")
         call = attempt.Call(exchange.method, url, hdrs.upstream_request_headers(
-            request.headers, route.family, config, exchange.request_id), body or None)
+            request.environ, route.family, config, exchange.request_id), body or None)
         return self._attempts(exchange, call)
 
-    def _attempts(self, exchange: Exchange, call: attempt.Call) -> Response:
+    def _attempts(self, exchange: Exchange,
+                  call: attempt.Call) -> Response | BufferedResponse:
         """Attempts until one is final; between two, the wait the retry policy decided. All of
         it, and the answer's body, within the request's total deadline (UPSTREAM_TOTAL_TIMEOUT):
         a retry whose wait would outlast it is not made."""
@@ -149,6 +152,17 @@ class Pipeline:
             index += 1
 
     # Steps -----------------------------------------------------------------------------------
+    def _route(self, path: str) -> routes.Route:
+        """routes.resolve, remembered per path: clients use a handful. Bounded, since paths are
+        theirs to choose; a path resolve refuses is never remembered."""
+        route = self._routes.get(path)
+        if route is None:
+            route = routes.resolve(self.config, path)
+            if len(self._routes) >= 256:
+                self._routes.clear()
+            self._routes[path] = route
+        return route
+
     def _authenticate(self, request: Request) -> None:
         keys = self.config.proxy_api_keys
         if not keys:
@@ -250,9 +264,9 @@ class Pipeline:
         if exchange.past_deadline():
             raise errors.past_deadline(self.config.total_timeout)
 
-    def _error(self, exchange: Exchange, exc: ProxyError) -> Response:
+    def _error(self, exchange: Exchange, exc: ProxyError) -> BufferedResponse:
         body = error_body(exchange.family, exc.status, exc.message, exc.code)
-        response = Response(body, status=exc.status, content_type="application/json")
+        response = BufferedResponse(body, exc.status, content_type="application/json")
         for name, value in exc.headers.items():
             response.headers[name] = value
         if exchange.outcome == "ok":

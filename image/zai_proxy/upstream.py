@@ -49,7 +49,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import NameResolutionError, ProtocolError, ReadTimeoutError
 
-from . import answers, codings, errors
+from . import answers, codings, errors, heads
 from .config import Config
 from .disconnect import InFlight
 
@@ -106,8 +106,9 @@ class _Refused(http.client.HTTPException):
         self.detail = detail
 
 
-class _Response(http.client.HTTPResponse):
-    """http.client's response with HTTP/1.1's rules for the head (see the module docstring).
+class _Response(heads.Response):
+    """http.client's response with HTTP/1.1's rules for the head (see the module docstring),
+    its header block read by heads.parse_headers.
     Notes, for this thread, that a status line was read: from then on the upstream has
     answered, whatever goes wrong with the rest of its head."""
 

@@ -70,6 +70,15 @@ def head_complete(data: bytes) -> bool:
     return any(end in data for end in _HEAD_ENDS)
 
 
+def settle_settings(cfg) -> None:
+    """gunicorn reads its settings through Config.__getattr__ (a dictionary lookup and a method
+    call each), about thirty times per request. A worker's settings never change once it has
+    forked (a reload starts new workers), so each becomes a plain attribute of this process's
+    Config; the class's properties (is_ssl, ...) still take precedence and compute as before."""
+    for name, setting in cfg.settings.items():
+        cfg.__dict__[name] = setting.get()
+
+
 class DrainingWorker(ThreadWorker):
     _draining = False
     app = None                      # the Flask app (self.wsgi is wrapped with the deadlines)
@@ -80,6 +89,7 @@ class DrainingWorker(ThreadWorker):
 
     def init_process(self):
         util.write_error = json_error_page   # this process only: gunicorn calls it by name
+        settle_settings(self.cfg)
         self._waiting_heads: collections.deque = collections.deque()
         self._lingering: collections.deque = collections.deque()
         self._main_thread = threading.current_thread()
