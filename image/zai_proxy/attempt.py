@@ -194,8 +194,6 @@ def _read_body(exchange, answer: Answer) -> bytes:
         if exchange.inflight.cancel.is_set():
             raise ClientGone() from None
         raise
-    # Read to its end, the connection is back in urllib3's pool and no longer ours to cut.
-    exchange.inflight.forget_upstream()
     return raw
 
 

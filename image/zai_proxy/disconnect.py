@@ -49,11 +49,13 @@ class InFlight:
         self._lock = threading.Lock()
         self._done = False
 
-    def forget_upstream(self) -> None:
-        """The upstream body was read to its end: urllib3 has put the connection back in its
-        pool, where it may already serve another request, so it must never be shut down."""
+    def hand_back_upstream(self) -> bool:
+        """urllib3 is about to put the upstream connection back in its pool (its answer was read
+        to the end), where another request may take it at once: from now on no hang-up or
+        deadline may shut it down. False when one already has: the connection is not pooled."""
         with self._lock:
             self.upstream_sock = None
+            return not self.stop.is_set()
 
     def finish(self) -> None:
         """The request is over: a late hang-up notice must not touch anything."""

@@ -200,8 +200,6 @@ class StreamRelay:
                 yield self._failed(failure.kind)
                 return
             if not chunk:
-                # The connection is back in urllib3's pool: it is no longer ours to cut.
-                self.exchange.inflight.forget_upstream()
                 tail = events.tail()
                 end = None if self.raw else answers.stream_end(self.exchange.family,
                                                                self.last, tail)

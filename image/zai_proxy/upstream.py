@@ -161,11 +161,23 @@ class _TrackedHTTPSConnection(_Tracked, HTTPSConnection):
     pass
 
 
-class _TrackedHTTPPool(HTTPConnectionPool):
+class _HandBack:
+    def _put_conn(self, conn) -> None:
+        # Called in the request's thread as its answer's end is read. The request lets go of
+        # the socket first (under the lock its hang-up and deadline cuts take), so a late cut
+        # cannot reach a connection that another request may already have taken.
+        inflight = getattr(_current, "inflight", None)
+        if conn is not None and inflight is not None and not inflight.hand_back_upstream():
+            conn.close()      # already cut: a dead connection is never pooled
+            conn = None       # (None keeps the pool's count of connections right)
+        super()._put_conn(conn)
+
+
+class _TrackedHTTPPool(_HandBack, HTTPConnectionPool):
     ConnectionCls = _TrackedHTTPConnection
 
 
-class _TrackedHTTPSPool(HTTPSConnectionPool):
+class _TrackedHTTPSPool(_HandBack, HTTPSConnectionPool):
     ConnectionCls = _TrackedHTTPSConnection
 
 
