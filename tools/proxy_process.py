@@ -52,7 +52,7 @@ class ProxyReadings:
     def request_logs(self) -> list[dict]:
         return [line for line in self.log_lines() if line.get("msg") == "request"]
 
-    def wait_for_log_lines(self, until=lambda lines: True, timeout: float = 5.0) -> list[dict]:
+    def wait_for_log_lines(self, until=lambda lines: True, timeout: float = 15.0) -> list[dict]:
         """The JSON log lines, once `until(lines)` holds or `timeout` has passed."""
         deadline = time.monotonic() + timeout
         while True:
@@ -61,7 +61,7 @@ class ProxyReadings:
                 return lines
             time.sleep(0.02)
 
-    def wait_for_request_logs(self, count: int, timeout: float = 5.0) -> list[dict]:
+    def wait_for_request_logs(self, count: int, timeout: float = 15.0) -> list[dict]:
         """The request log lines, once at least `count` are written (each is written when its
         response has been sent, so just after the client has it)."""
         lines = self.wait_for_log_lines(

@@ -107,15 +107,19 @@ def test_resume_replays_each_missed_tick_exactly_once(dashboard):
         return dashboard.get("/api/status").json()["variants"]["canary"]["last_scrape"]
 
     missed = wait_for(lambda: last_tick() >= seen[-1] + 2 and last_tick(), what="two more ticks")
+    # The ticks stored while no one listened (usually one a second; a loaded machine skips one).
+    body = dashboard.get("/api/series?range=15m").json()
+    stored = [t for t, v in zip(body["t"], body["variants"]["canary"]["pods_up"]) if v]
+    skipped = [t for t in stored if seen[-1] < t <= missed]
+    assert len(skipped) >= 2
     resumed = EventStream(dashboard.url + "/api/events", last_id=str(seen[-1]))
     try:
         assert resumed.next_event()["event"] == "hello"
-        ids = ticks_of(resumed, int(missed - seen[-1]) + 1)
+        ids = ticks_of(resumed, len(skipped) + 1)
     finally:
         resumed.close()
-    # Every tick after the last one seen, once, in order, none left out (1 s apart), and then
-    # the live ones.
-    assert ids == list(range(seen[-1] + 1, int(missed) + 2))
+    # Every stored tick after the last one seen, once, in order, none left out; then a live one.
+    assert ids[:-1] == skipped and ids[-1] > missed
 
 
 def test_since_parameter_and_an_id_older_than_the_ring(dashboard):
