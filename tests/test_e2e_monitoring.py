@@ -28,7 +28,8 @@ from tools.demo.processes import group_leftovers, session_leftovers
 from tools.demo.stack import DEMO_ZAI_KEY, ROOT, Stack, StackSettings
 from tools.demo.traffic import Traffic, held_streams
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
+# needs_tools: helm renders the chart the stack runs.
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow, pytest.mark.needs_tools]
 
 SETTINGS = StackSettings(interval="1s", for_factor=60)
 RATE_INTERVAL = "20s"
