@@ -48,11 +48,12 @@ debs: ## install the Debian packages the checks use (promtool, redis-server, chr
 # `make test` is one make run: every step starts as soon as what it needs is there, and prints its
 # output whole when it ends. The Go tools (CPU-bound, the longest step from a cold cache) build
 # while pip, npm and most of the Python suite run; the tests marked `needs_tools` start once helm
-# and the UI are built, and the chart checks once every tool is.
+# and the UI are built, and the chart checks once every tool is. A failed step does not stop the
+# others (-k): one run reports every failure.
 SIDE_BY_SIDE := --no-print-directory --output-sync=target
 
 test: ## every check (what CI runs)
-	$(MAKE) $(SIDE_BY_SIDE) -j8 lint test-ui test-image test-python test-chart
+	$(MAKE) $(SIDE_BY_SIDE) -k -j8 lint test-ui test-image test-python test-chart
 
 # Four pytest workers (pytest-xdist; most tests wait on timers and sockets, not the CPU, so more
 # workers than cores pays). --dist loadscope hands out a module's test functions, or a
