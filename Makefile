@@ -16,7 +16,7 @@ export HELM_CACHE_HOME  := $(CURDIR)/.tools/helm/cache
 export HELM_DATA_HOME   := $(CURDIR)/.tools/helm/data
 export HELM_PLUGINS     := $(CURDIR)/.tools/helm/plugins
 
-.PHONY: help venv tools tiktoken-cache test test-python test-chart test-image test-ui ui lint settings-docs chart-docs run dashboard demo bench reliability image clean
+.PHONY: help venv tools go-tools helm debs tiktoken-cache test test-python test-python-base test-python-tools test-chart test-image test-ui ui lint settings-docs chart-docs run dashboard demo bench reliability image clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -32,20 +32,28 @@ venv: $(VENV)/.installed ## create .venv with the image's pinned requirements pl
 tiktoken-cache: $(VENV)/.installed ## extract tiktoken's BPE files from the litellm wheel (offline)
 	$(PY) scripts/tiktoken_cache.py "$(TIKTOKEN_CACHE_DIR)"
 
-tools: ## build helm, helm-unittest, kubeconform, actionlint... into .tools/bin; apt for promtool/redis
-	bash scripts/install-tools.sh
+tools: go-tools debs ## build helm, helm-unittest, kubeconform, actionlint... into .tools/bin; apt for promtool/redis
 
-# `make test` runs independent steps side by side, each step's output printed whole when it ends:
-# the venv (pip, mostly waiting on downloads) beside the tool builds (Go, CPU-bound), then the
-# tokenizer cache, lint and the UI build side by side, then the chart and image checks beside the
-# Python suite, which spends much of its time waiting on
-# timers (alert windows, a soak, slow streams).
+# The Go-built tools take minutes of CPU from a cold cache: helm is built first, on its own, since
+# the Python suite needs nothing else of them; the rest reuse its compiled packages.
+helm: ## build helm alone into .tools/bin (the part of `make tools` the Python suite needs)
+	bash scripts/install-tools.sh helm
+
+go-tools: helm ## build every Go-built tool into .tools/bin and register the helm-unittest plugin
+	bash scripts/install-tools.sh go
+
+debs: ## install the Debian packages the checks use (promtool, redis-server, chromium...) when missing
+	bash scripts/install-tools.sh debs
+
+# `make test` is one make run: every step starts as soon as what it needs is there, and prints its
+# output whole when it ends. The Go tools (CPU-bound, the longest step from a cold cache) build
+# while pip, npm and most of the Python suite run; the tests marked `needs_tools` start once helm
+# and the UI are built, and the chart checks once every tool is. A failed step does not stop the
+# others (-k): one run reports every failure.
 SIDE_BY_SIDE := --no-print-directory --output-sync=target
 
 test: ## every check (what CI runs)
-	$(MAKE) $(SIDE_BY_SIDE) -j2 venv tools
-	$(MAKE) $(SIDE_BY_SIDE) -j3 tiktoken-cache lint test-ui
-	$(MAKE) $(SIDE_BY_SIDE) -j3 test-chart test-image test-python
+	$(MAKE) $(SIDE_BY_SIDE) -k -j8 lint test-ui test-image test-python test-chart
 
 # Four pytest workers (pytest-xdist; most tests wait on timers and sockets, not the CPU, so more
 # workers than cores pays). --dist loadscope hands out a module's test functions, or a
@@ -53,18 +61,28 @@ test: ## every check (what CI runs)
 # run) runs once; units go out in collection order, where tests/conftest.py puts those marked
 # `slow` first. One file runs faster without -n: `.venv/bin/python -m pytest -q tests/test_x.py`.
 PYTEST_PARALLEL := -n 4 --dist loadscope --no-loadscope-reorder
+PYTEST_SUITE := $(PY) -m pytest -q $(PYTEST_PARALLEL) tests --ignore=tests/test_image.py
 
-test-python: venv tiktoken-cache tools ## the pytest suite (all but the image check), on four workers
-	$(PY) -m pytest -q $(PYTEST_PARALLEL) tests --ignore=tests/test_image.py
+test-python: test-python-base test-python-tools ## the pytest suite (all but the image check), on four workers
+
+# Without the built tools (helm, the dashboard UI), which may still be building beside it: the Go
+# tools are off PATH and tools/built_tools.py refuses them, so a test that uses one without the
+# `needs_tools` mark fails here on every machine, built or not. The two parts keep their own
+# pytest caches (`--lf` works on each), since `make test` runs them at the same time.
+test-python-base: venv tiktoken-cache debs ## the pytest suite but the tests marked needs_tools
+	PATH="$(subst $(TOOLS):,,$(PATH))" ZAI_PROXY_WITHOUT_BUILT_TOOLS=1 $(PYTEST_SUITE) -m "not needs_tools"
+
+test-python-tools: venv tiktoken-cache debs helm ui ## the pytest tests marked needs_tools (helm, the built UI)
+	$(PYTEST_SUITE) -m needs_tools -o cache_dir=.pytest_cache/needs-tools
 
 lint: venv ## ruff over all Python code (settings in pyproject.toml)
 	$(VENV)/bin/ruff check .
 
-test-chart: venv tools ## chart checks: helm lint, helm-unittest, kubeconform, kube-score, actionlint, README freshness
+test-chart: venv go-tools debs ## chart checks: helm lint, helm-unittest, kubeconform, kube-score, actionlint, README freshness
 	bash scripts/check-chart.sh
 
 # No pytest cache here: in `make test` this runs beside test-python, which keeps .pytest_cache.
-test-image: venv tools ## build image/Dockerfile with buildah (offline Debian base) and run its CMD (needs root)
+test-image: venv debs ## build image/Dockerfile with buildah (offline Debian base) and run its CMD (needs root)
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_image.py
 
 # The dashboard's browser UI (React + Vite): Node packages only from the committed lockfile.
@@ -81,9 +99,10 @@ $(UI)/dist/index.html: $(UI)/node_modules/.installed $(UI_SOURCES)
 
 ui: $(UI)/dist/index.html ## build the dashboard UI into dashboard/ui/dist/ (npm ci from the lockfile when needed)
 
-test-ui: $(UI)/node_modules/.installed ## dashboard UI: Vitest unit tests, then the production build
+# The build is `make ui`'s, shared with the browser tests (test-python-tools): one build, never
+# rewritten while a test serves it.
+test-ui: $(UI)/dist/index.html ## dashboard UI: the production build (tsc, vite), then the Vitest unit tests
 	cd $(UI) && npx vitest run
-	cd $(UI) && npm run build
 
 image: tools ## build the image into buildah's local storage (BASE_IMAGE=... picks another base)
 	bash scripts/build-image.sh

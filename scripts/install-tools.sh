@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
 # Installs every chart/CI tool the checks need into the repo, so a clean clone on a fresh machine
-# passes `make test` without anything installed by hand:
+# passes `make test` without anything installed by hand. What to install is named by the
+# arguments (the Makefile runs the parts as separate steps, so that each waits only for its own):
+#   helm   helm alone, built first from scripts/go-tools: the Python suite's chart tests need
+#          only it, and start while the other tools build
+#   go     every Go-built tool (helm included) and the helm-unittest plugin
+#   debs   the Debian packages
+# No argument: go and debs.
 #   - Go tools built from their modules at pinned versions into .tools/bin (GOBIN), with a
 #     repo-local GOPATH/GOMODCACHE/GOCACHE under .cache/ so $HOME is never touched. helm,
 #     helm-unittest, helm-docs, kubeconform and actionlint are one module (scripts/go-tools:
@@ -67,10 +73,14 @@ go_tool() {
 # go_tools_module: every tool of scripts/go-tools in one build. helm's version and the Kubernetes
 # version are set at link time; a -X naming a symbol a binary lacks is ignored, so one set of
 # flags serves all five. Rebuilt when go.mod, go.sum, the flags or the Go version change.
+GO_TOOLS_LDFLAGS="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $KUBE_LDFLAGS"
+go_tools_fingerprint() {
+    (cat "$GO_TOOLS/go.mod" "$GO_TOOLS/go.sum"; echo "$GO_TOOLS_LDFLAGS"; go version) | sha256sum
+}
+
 go_tools_module() {
-    local ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION $KUBE_LDFLAGS"
     local stamp="$BIN/.go-tools.version" want name missing=0
-    want="$( (cat "$GO_TOOLS/go.mod" "$GO_TOOLS/go.sum"; echo "$ldflags"; go version) | sha256sum)"
+    want="$(go_tools_fingerprint)"
     for name in helm helm-unittest helm-docs kubeconform actionlint; do
         [[ -x "$BIN/$name" ]] || missing=1
     done
@@ -78,22 +88,39 @@ go_tools_module() {
         return 0
     fi
     log "building helm $HELM_VERSION, helm-unittest $HELM_UNITTEST_VERSION, helm-docs, kubeconform, actionlint (scripts/go-tools)"
-    (cd "$GO_TOOLS" && go install -trimpath -ldflags "$ldflags" tool)
+    (cd "$GO_TOOLS" && go install -trimpath -ldflags "$GO_TOOLS_LDFLAGS" tool)
     printf '%s' "$want" >"$stamp"
 }
 
-go_tool kube-score "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION" &
-kube_score=$!
-trap 'kill "$kube_score" 2>/dev/null || true' EXIT   # a failed build below ends this one too
-go_tools_module
-wait "$kube_score" || { log "building kube-score failed"; exit 1; }
-trap - EXIT
+# helm_alone: helm from the same module, with the same flags, so that the later build of the
+# whole module finds it up to date (and its compiled packages in GOCACHE) instead of redoing it.
+helm_alone() {
+    local stamp="$BIN/.helm.version" want
+    want="$(go_tools_fingerprint)"
+    if [[ -x "$BIN/helm" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        return 0
+    fi
+    log "building helm $HELM_VERSION (scripts/go-tools)"
+    (cd "$GO_TOOLS" && go install -trimpath -ldflags "$GO_TOOLS_LDFLAGS" helm.sh/helm/v3/cmd/helm)
+    printf '%s' "$want" >"$stamp"
+}
+
+all_go_tools() {
+    go_tool kube-score "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION" &
+    local kube_score=$!
+    trap 'kill '"$kube_score"' 2>/dev/null || true' EXIT   # a failed build below ends this one too
+    go_tools_module
+    wait "$kube_score" || { log "building kube-score failed"; exit 1; }
+    trap - EXIT
+    register_helm_unittest
+}
 
 # Register helm-unittest as a local plugin: a plugin dir whose plugin.yaml runs the built binary.
 # No install hooks (they would download a release binary, which cannot work offline).
-plugin_dir="$HELM_PLUGINS/helm-unittest"
-mkdir -p "$plugin_dir"
-cat >"$plugin_dir/plugin.yaml.new" <<EOF
+register_helm_unittest() {
+    local plugin_dir="$HELM_PLUGINS/helm-unittest"
+    mkdir -p "$plugin_dir"
+    cat >"$plugin_dir/plugin.yaml.new" <<EOF
 name: "unittest"
 version: "${HELM_UNITTEST_VERSION#v}"
 usage: "unittest for helm charts"
@@ -101,12 +128,13 @@ description: "helm-unittest ${HELM_UNITTEST_VERSION}, built from source by scrip
 ignoreFlags: false
 command: "$BIN/helm-unittest"
 EOF
-if ! cmp -s "$plugin_dir/plugin.yaml.new" "$plugin_dir/plugin.yaml" 2>/dev/null; then
-    mv "$plugin_dir/plugin.yaml.new" "$plugin_dir/plugin.yaml"
-else
-    rm -f "$plugin_dir/plugin.yaml.new"
-fi
-"$BIN/helm" unittest --help >/dev/null || { log "helm unittest plugin does not run"; exit 1; }
+    if ! cmp -s "$plugin_dir/plugin.yaml.new" "$plugin_dir/plugin.yaml" 2>/dev/null; then
+        mv "$plugin_dir/plugin.yaml.new" "$plugin_dir/plugin.yaml"
+    else
+        rm -f "$plugin_dir/plugin.yaml.new"
+    fi
+    "$BIN/helm" unittest --help >/dev/null || { log "helm unittest plugin does not run"; exit 1; }
+}
 
 # Debian packages: promtool and a real Prometheus, Redis for the shared rate-limit tests,
 # nginx and wrk for the benchmarks, buildah and debootstrap for the image check (scripts/build-image.sh),
@@ -114,26 +142,37 @@ fi
 # the dashboard's real-browser tests, demo screenshots and render benchmark (driven by PyPI
 # playwright through executable_path; never `playwright install`).
 # apt-get update runs once, and only when something is missing.
-declare -A want=([promtool]=prometheus [prometheus]=prometheus [redis-server]=redis-server [nginx]=nginx-light [wrk]=wrk [buildah]=buildah [debootstrap]=debootstrap [jq]=jq [chromium]=chromium)
-missing=()
-for cmd in "${!want[@]}"; do
-    command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
-done
-# A font for the page's text in screenshots (chromium only recommends one).
-[[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
-if ((${#missing[@]})); then
-    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-    # Root here and in this project's CI; a GitHub runner has passwordless sudo instead.
-    sudo=()
-    if [[ $(id -u) -ne 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || { log "missing Debian packages (run as root): ${missing[*]}"; exit 1; }
-        sudo=(sudo -n)
+debian_packages() {
+    local -A want=([promtool]=prometheus [prometheus]=prometheus [redis-server]=redis-server [nginx]=nginx-light [wrk]=wrk [buildah]=buildah [debootstrap]=debootstrap [jq]=jq [chromium]=chromium)
+    local cmd sudo missing=()
+    for cmd in "${!want[@]}"; do
+        command -v "$cmd" >/dev/null 2>&1 || missing+=("${want[$cmd]}")
+    done
+    # A font for the page's text in screenshots (chromium only recommends one).
+    [[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
+    if ((${#missing[@]})); then
+        mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+        # Root here and in this project's CI; a GitHub runner has passwordless sudo instead.
+        sudo=()
+        if [[ $(id -u) -ne 0 ]]; then
+            command -v sudo >/dev/null 2>&1 || { log "missing Debian packages (run as root): ${missing[*]}"; exit 1; }
+            sudo=(sudo -n)
+        fi
+        log "apt-get install ${missing[*]}"
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        # No services are started by the install (RUNLEVEL=1): tests start their own on loopback.
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
+            apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-    log "apt-get install ${missing[*]}"
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    # No services are started by the install (RUNLEVEL=1): tests start their own on loopback.
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 \
-        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+}
 
-log "ok: $(ls "$BIN" | tr '\n' ' ')"
+(($#)) || set -- go debs
+for part in "$@"; do
+    case "$part" in
+        helm) helm_alone ;;
+        go) all_go_tools ;;
+        debs) debian_packages ;;
+        *) log "unknown part '$part' (helm, go or debs)"; exit 2 ;;
+    esac
+done
+log "ok ($*): $(ls "$BIN" | tr '\n' ' ')"

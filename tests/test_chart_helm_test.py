@@ -11,13 +11,13 @@ import functools
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-HELM = ROOT / ".tools" / "bin" / "helm"
+from tools.chart import render
+
+pytestmark = pytest.mark.needs_tools     # helm renders the test Pod
+
 TEST_POD = "templates/tests/test-readyz.yaml"
 # The seed's two installs: release name, namespace, values file.
 PRODUCTION = ("zai-proxy", "mcp", "values/values-production.yaml")
@@ -29,15 +29,7 @@ def helm_test_pod(release):
     """The test Pod as `helm template` renders it for one of the two releases (once per run;
     nothing changes it)."""
     name, namespace, values = release
-    env = dict(os.environ)
-    for var, sub in (("HELM_CONFIG_HOME", "config"), ("HELM_CACHE_HOME", "cache"),
-                     ("HELM_DATA_HOME", "data"), ("HELM_PLUGINS", "plugins")):
-        env.setdefault(var, str(ROOT / ".tools" / "helm" / sub))
-    rendered = subprocess.run(
-        [str(HELM), "template", name, str(ROOT / "chart" / "zai-proxy"), "--namespace", namespace,
-         "-f", str(ROOT / values), "--show-only", TEST_POD],
-        env=env, capture_output=True, text=True, check=True).stdout
-    pods = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    pods = render.render(render.Release(name, name, namespace, (values,)), (TEST_POD,))
     assert len(pods) == 1 and pods[0]["kind"] == "Pod"
     return pods[0]
 

@@ -16,6 +16,8 @@ import pytest
 
 from tools.chart.render import Release, render
 
+pytestmark = pytest.mark.needs_tools     # helm renders the chart
+
 EXAMPLE = Release("production+networkpolicy", "zai-proxy", "mcp",
                   ("values/values-production.yaml", "examples/networkpolicy.yaml"))
 # A peer: its namespace labels, its pod labels (None for an address outside the cluster), its IP.

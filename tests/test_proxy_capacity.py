@@ -6,11 +6,14 @@ answering (gunicorn's thread pool), gunicorn's worker timeout and SIGTERM: under
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import select
 import signal
 import socket
 import threading
 import time
 
+import psutil
 import requests
 
 SLOW_STREAM = {"model": "glm-4.7", "stream": True, "messages": []}
@@ -144,4 +147,39 @@ def test_sigterm_drains_in_flight_streams(start_gunicorn, fake_zai):
     reader.join(20)
     assert received["status"] == 200
     assert received["body"] == expected.result(30)        # every chunk and [DONE] arrived
+    assert proxy.proc.wait(20) == 0
+
+
+def test_a_request_still_on_its_way_when_the_drain_ends_gets_the_draining_answer(start_gunicorn):
+    """A connection the draining worker accepted, whose request had not arrived when its last
+    stream ended, is answered (503 draining, Connection: close: the client goes elsewhere), not
+    closed unanswered, which the client cannot tell from a failure: the stopping worker waits
+    for a head as long as gunicorn waits on a kept-alive connection (2 s)."""
+    proxy = start_gunicorn(RATE_LIMIT_ENABLED="false")
+    [worker] = psutil.Process(proxy.proc.pid).children()
+    stream = _open_stream(proxy, "ok;chunks=10;interval_ms=100")
+    proxy.proc.send_signal(signal.SIGTERM)
+    assert _wait_for(lambda: "draining 1 in-flight" in proxy.stdout())
+    late = socket.create_connection(("127.0.0.1", proxy.port), timeout=10)
+    try:
+        port = late.getsockname()[1]
+        # Accepted by the draining worker (it keeps accepting until its streams end).
+        assert _wait_for(lambda: any(c.raddr and c.raddr[1] == port
+                                     for c in worker.net_connections()))
+        assert b"".join(stream.chunks).endswith(b"data: [DONE]\n\n")
+        assert _wait_for(lambda: "drained: stopping" in proxy.stdout())
+        # The moment a worker that does not wait would have closed the connection.
+        closed, _, _ = select.select([late], [], [], 0.3)
+        assert not closed, "the connection was closed before its request could arrive"
+        late.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: proxy\r\n"
+                     b"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        answer = b""
+        while chunk := late.recv(65536):
+            answer += chunk
+    finally:
+        late.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ")
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["error"]["code"] == "draining"
     assert proxy.proc.wait(20) == 0

@@ -18,6 +18,8 @@ import pytest
 
 from tools.chart import render
 
+pytestmark = pytest.mark.needs_tools     # helm renders both releases
+
 ROOT = render.ROOT
 SCRIPT = ROOT / "scripts" / "verify-monitoring.sh"
 NAMESPACES = ("mcp", "devpod", "monitoring")

@@ -27,6 +27,8 @@ What this worker does instead (the shape of nginx's event loop and of Envoy's ad
 - Draining. On SIGTERM the worker keeps accepting connections for a while: /readyz answers 503
   (so the orchestrator stops routing here), new proxied requests get 503 with Retry-After, and
   the loop only stops once every in-flight stream has finished or GRACEFUL_TIMEOUT has passed.
+  Then a request still on its way (on a connection accepted or kept alive meanwhile) gets the
+  draining answer for 2 s more, gunicorn's STOP_KEEPALIVE_LINGER, rather than a closed socket.
 
 Errors gunicorn answers itself (oversized headers, a bad request line) are JSON that both the
 OpenAI and the Anthropic SDKs can read, not an HTML page.
@@ -43,7 +45,7 @@ import time
 from functools import partial
 
 from gunicorn import util
-from gunicorn.workers.gthread import ThreadWorker
+from gunicorn.workers.gthread import STOP_KEEPALIVE_LINGER, ThreadWorker
 
 from .client_deadlines import ClientDeadlines
 from .service_loop import ServiceLoop, parse_service_request
@@ -81,6 +83,7 @@ def settle_settings(cfg) -> None:
 
 class DrainingWorker(ThreadWorker):
     _draining = False
+    _heads_capped = False           # stopping: the heads still awaited have had their last delay
     app = None                      # the Flask app (self.wsgi is wrapped with the deadlines)
     deadlines: ClientDeadlines | None = None
     service: ServiceLoop | None = None
@@ -185,11 +188,16 @@ class DrainingWorker(ThreadWorker):
             _, conn, head = heads.popleft()
             if conn.head is head:           # else completed or closed since it was queued
                 self._head_timed_out(conn)
-        if not self.alive:
-            # Stopping: a connection that has not sent a byte will not be served.
-            for _, conn, head in list(heads):
-                if conn.head is head and not head:
-                    self._head_timed_out(conn)
+        if not self.alive and not self._heads_capped:
+            # Stopping: a head still to come gets as long as gunicorn gives a kept-alive
+            # connection (STOP_KEEPALIVE_LINGER), then the connection closes. A connection
+            # accepted while draining, whose request is still on its way, is answered (503
+            # draining, Connection: close) rather than cut, which its client could not tell
+            # from a failure. Capping every deadline at one moment keeps the deque in order.
+            self._heads_capped = True
+            cap = now + STOP_KEEPALIVE_LINGER
+            self._waiting_heads = collections.deque(
+                (min(due, cap), conn, head) for due, conn, head in heads)
         self._murder_lingering(now)
 
     def _head_timed_out(self, conn) -> None:
@@ -297,5 +305,7 @@ class DrainingWorker(ThreadWorker):
 
     def _stop_when_idle(self, state) -> None:
         state.capacity.wait_idle(self.cfg.graceful_timeout)
+        self.log.info("drained: stopping; a request still arriving gets the draining answer "
+                      "for %ss", STOP_KEEPALIVE_LINGER)
         # Thread-safe: the base handler only flips `alive` and wakes the poller through a pipe.
         super().handle_exit(None, None)

@@ -25,6 +25,8 @@ from tools.dashboard_process import DashboardProcess
 from tools.demo.dashboard import build_ui, targets_value
 from tools.demo.traffic import Traffic
 
+pytestmark = pytest.mark.needs_tools     # the page is the built dashboard UI (make ui)
+
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "out" / "test-artifacts" / "dashboard"
 INTERVAL_S = 1

@@ -13,6 +13,8 @@ from tools.chart import render as rendering
 from tools.chart.render import CANARY, PRODUCTION, Release, alerts
 from zai_dashboard import config
 
+pytestmark = pytest.mark.needs_tools     # helm renders the chart
+
 TUNED = Release("tuned", "zai-proxy", "mcp", ("values/values-production.yaml",),
                 ("prometheusRule.thresholds.errorRatioFactor=3",
                  "prometheusRule.thresholds.latencyP95Factor=2"))

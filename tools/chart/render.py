@@ -14,6 +14,8 @@ from pathlib import Path
 
 import yaml
 
+from tools import built_tools
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "chart" / "zai-proxy"
 
@@ -38,6 +40,7 @@ RELEASES = (CANARY, PRODUCTION, PRODUCTION_TOKENS)
 
 
 def helm() -> str:
+    built_tools.require("helm")
     local = ROOT / ".tools" / "bin" / "helm"
     found = str(local) if local.exists() else shutil.which("helm")
     if not found:

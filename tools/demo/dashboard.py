@@ -23,6 +23,7 @@ from pathlib import Path
 
 import requests
 
+from tools import built_tools
 from tools.demo.pods import free_port
 from tools.demo.processes import Child
 
@@ -32,6 +33,7 @@ UI_DIST = ROOT / "dashboard" / "ui" / "dist"
 
 def build_ui() -> None:
     """`make ui`: npm ci from the lockfile when needed, and a build only when a source changed."""
+    built_tools.require("the dashboard UI")
     result = subprocess.run(["make", "-s", "ui"], cwd=ROOT, capture_output=True, text=True)
     if result.returncode != 0 or not (UI_DIST / "index.html").is_file():
         raise RuntimeError(f"make ui failed ({result.returncode}):\n{result.stdout[-3000:]}"
