@@ -163,8 +163,8 @@ def upstream_faults(full: bool) -> list[Fault]:
         Fault("no answer (hang)", "hang",
               *_both(_error(504, "upstream_timeout", "upstream_timeout", "network_error")),
               slow=True),
-        # Streams take 3–3.5 s, longer than the short idle timeout (1 s, or 2 s in the full
-        # run), which a pause between writes 25 (50) times as long as the usual one stays under.
+        # Streams take 3–3.5 s, longer than the short idle timeout (2 s), which a pause between
+        # writes 50 times as long as the usual one still stays under.
         Fault("slow drip", "drip;byte_interval_ms=40;bytes_per_write=16",
               *_both(Expect("ok")), reference="", slow=True),
         Fault("truncated JSON", "truncated_json",

@@ -39,7 +39,10 @@ class MatrixSettings:
     reps: int = 1               # repetitions per cell (≥ 2 to judge memory)
     shards: int = 3             # cells run in this many parallel shards, each on its proxies
     counting: bool = False      # TOKEN_COUNTING_ENABLED: the accounting path of streams
-    read_timeout: str = "1s"      # UPSTREAM_READ_TIMEOUT of the proxies slow faults run on
+    # UPSTREAM_READ_TIMEOUT of the proxies slow faults run on. 2 s, not 1 s: on a loaded 2-core
+    # machine (bursts of 5 MB answers through the in-process fake in parallel shards, or two
+    # suites at once) the fake was seen pausing a slow drip's writes past 1 s.
+    read_timeout: str = "2s"
     # How far the last burst of a cell may lift the worker's RSS above the peak of the earlier
     # bursts: allocator noise. Faults with very large answers add 3 answers' worth, since which
     # thread's malloc arena holds a burst's buffers varies (measured: ±2 answers at 8 in flight).
