@@ -234,14 +234,23 @@ SEED_COMMANDS = {
 }
 
 
+# The monitoring setup document this project was created from, kept beside the tests so that a
+# clone checks against it on any machine; where the shared original sits next to the project (or
+# to the folder of its worktrees), the copy must equal it.
+SEED_COPY = ROOT / "tests" / "chart" / "seed-monitoring-setup.txt"
+
+
 def seed_text() -> str:
-    """The monitoring setup document, from the shared directory next to the project (or to the
-    directory holding its worktrees)."""
-    for base in (ROOT.parent, ROOT.parent.parent):
-        path = base / "shared" / "seed" / "monitoring-setup.txt"
-        if path.exists():
-            return path.read_text()
-    raise AssertionError(f"../shared/seed/monitoring-setup.txt not found next to {ROOT}")
+    return SEED_COPY.read_text()
+
+
+def test_the_seed_copy_is_the_shared_original_where_there_is_one():
+    originals = [base / "shared" / "seed" / "monitoring-setup.txt"
+                 for base in (ROOT.parent, ROOT.parent.parent)]
+    for original in originals:
+        if original.exists():
+            assert original.read_text() == seed_text()
+    assert "zai-proxy-grafana-dashboard" in seed_text()
 
 
 def test_the_commands_are_the_seeds_and_the_runbooks_quote_them():
