@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from tools.raw_upstream import RawUpstream, response
+from tests.raw_proxy import FAMILIES, ask, events
+from tools.raw_upstream import Pause, RawUpstream, chunk, head, response
 from zai_proxy import config, upstream
 from zai_proxy.disconnect import InFlight
 
@@ -74,3 +75,20 @@ def test_a_connection_stopped_before_it_is_handed_back_is_never_pooled(client, r
         upstream.bind_inflight(None)
     assert _ask(client, raw, InFlight()) == b'{"second": true}'
     assert [request.connection for request in raw.wait_requests(2)] == [0, 1]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_client_that_hangs_up_on_the_terminal_event_got_the_whole_answer(inprocess_proxy, raw,
+                                                                           family):
+    """The openai SDK closes its connection on `data: [DONE]`; the upstream's last chunk comes
+    half a second later. The client has every event: the request is `ok`, not a disconnect,
+    and its usage is not marked incomplete."""
+    proxy = inprocess_proxy(raw.url, RATE_LIMIT_ENABLED="false", UPSTREAM_READ_TIMEOUT="5s",
+                            LOG_LEVEL="info", TOKEN_COUNTING_ENABLED="true")
+    raw.reply(head(200, [("Content-Type", "text/event-stream"),
+                         ("Transfer-Encoding", "chunked")]),
+              chunk(events(family, ["Hel", "lo"])), Pause(0.5), b"0\r\n\r\n")
+    assert ask(family, proxy.url, stream=True) == "Hello"
+    [line] = proxy.wait_for_request_logs(1)
+    assert line["outcome"] == "ok" and line["usage"]["incomplete"] is False
+    assert proxy.value("zai_proxy_stream_disconnects_total") == 0

@@ -157,6 +157,14 @@ def stream_end(family: str, last: bytes, tail: bytes) -> str | None:
     return None
 
 
+def ends_stream(family: str, piece: bytes) -> bool:
+    """Whether `piece` (whole events) ends with the family's terminal event: from then on the
+    client has the whole answer, whatever becomes of the connection."""
+    window = piece[-_LAST_EVENT_WINDOW:]
+    marker = b"message_stop" if family == errors.ANTHROPIC else b"[DONE]"
+    return marker in window and is_terminal(family, last_event(window))
+
+
 def last_event(data: bytes):
     """The last event in `data` that has a field (comments and empty events do not count)."""
     events = SSEParser().feed(data + b"\n\n")

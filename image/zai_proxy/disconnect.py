@@ -39,23 +39,26 @@ class InFlight:
     (`expired`), and its upstream socket, which either cuts. `stop` is set by both: waits
     (admission, retry backoff) wait on it."""
 
-    __slots__ = ("cancel", "stop", "expired", "upstream_sock", "_lock", "_done")
+    __slots__ = ("cancel", "stop", "expired", "upstream_sock", "upstream_cut", "_lock",
+                 "_done")
 
     def __init__(self):
         self.cancel = threading.Event()
         self.stop = threading.Event()
         self.expired = False
         self.upstream_sock: socket.socket | None = None
+        self.upstream_cut = False
         self._lock = threading.Lock()
         self._done = False
 
     def hand_back_upstream(self) -> bool:
-        """urllib3 is about to put the upstream connection back in its pool (its answer was read
-        to the end), where another request may take it at once: from now on no hang-up or
-        deadline may shut it down. False when one already has: the connection is not pooled."""
+        """From now on no hang-up or deadline may shut the upstream connection down: urllib3 is
+        about to put it back in its pool (its answer was read to the end), where another
+        request may take it at once, or the client already has the whole answer. False when
+        one already has cut it: such a connection is never pooled."""
         with self._lock:
             self.upstream_sock = None
-            return not self.stop.is_set()
+            return not self.upstream_cut
 
     def finish(self) -> None:
         """The request is over: a late hang-up notice must not touch anything."""
@@ -67,7 +70,7 @@ class InFlight:
         with self._lock:
             self.upstream_sock = sock
             if self.stop.is_set():
-                _shutdown(sock)
+                self._cut()
 
     def abort(self) -> None:
         """The client went away."""
@@ -88,7 +91,11 @@ class InFlight:
     def _stop(self) -> None:
         self.stop.set()
         if self.upstream_sock is not None:
-            _shutdown(self.upstream_sock)
+            self._cut()
+
+    def _cut(self) -> None:
+        _shutdown(self.upstream_sock)
+        self.upstream_cut = True
 
 
 def _shutdown(sock) -> None:

@@ -161,6 +161,9 @@ class StreamRelay:
         self.events = RawBytes() if self.raw else exchange.accountant.stream_events()
         self.last = b""               # the last non-empty piece relayed: where the end is judged
         self.incomplete = False
+        # The terminal event is relayed: a client that hangs up now (the openai SDK closes on
+        # `data: [DONE]`, before the upstream's last chunk is read) has the whole answer.
+        self.ended = False
 
     def close(self) -> None:
         """The answer is dropped without being iterated (the server could not write its head):
@@ -180,7 +183,7 @@ class StreamRelay:
             completed = True
         finally:
             self.answer.close()
-            if not completed and exchange.outcome == "ok":
+            if not completed and exchange.outcome == "ok" and not self.ended:
                 # The generator was closed early: the client stopped reading.
                 exchange.outcome = "client_gone"
             exchange.usage = exchange.accountant.finish(
@@ -193,6 +196,8 @@ class StreamRelay:
             piece = events.feed(chunk)
             if piece:
                 self.last = piece
+                if not self.raw and answers.ends_stream(self.exchange.family, piece):
+                    self.ended = True
             yield piece
             try:
                 chunk = self.answer.read_some()
@@ -218,7 +223,8 @@ class StreamRelay:
         dropped, and the stream ends with an error event in the family's format."""
         exchange = self.exchange
         if kind != errors.TRUNCATED and exchange.inflight.cancel.is_set():
-            exchange.outcome = "client_gone"
+            if not self.ended:
+                exchange.outcome = "client_gone"
             return b""
         deadline = None
         if exchange.past_deadline():
