@@ -7,8 +7,11 @@
 #   go     every Go-built tool (helm included) and the helm-unittest plugin
 #   debs   the Debian packages
 # No argument: go and debs.
-#   - Go tools built from their modules at pinned versions into .tools/bin (GOBIN), with a
-#     repo-local GOPATH/GOMODCACHE/GOCACHE under .cache/ so $HOME is never touched. helm,
+#   - Go tools built from their modules at pinned versions into .tools/bin (GOBIN). Downloads
+#     and compiled packages go to Go's own caches (GOMODCACHE, GOCACHE: ~/go/pkg/mod and
+#     ~/.cache/go-build unless set), which are content-addressed and safe to share: a second
+#     clone on the same machine builds in seconds instead of minutes. Nothing else leaves the
+#     repo. helm,
 #     helm-unittest, helm-docs, kubeconform and actionlint are one module (scripts/go-tools:
 #     versions in its go.mod, checksums in its go.sum), so the libraries they share are compiled
 #     once; kube-score, which needs older Kubernetes API packages, is built beside it at the same
@@ -42,9 +45,11 @@ KUBE_SCORE_VERSION=v1.20.0
 DEFAULT_KUBE_MINOR=36
 KUBE_LDFLAGS="-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$DEFAULT_KUBE_MINOR -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$DEFAULT_KUBE_MINOR"
 
-export GOPATH="$ROOT/.cache/go"
-export GOMODCACHE="$GOPATH/mod"
-export GOCACHE="$ROOT/.cache/go-build"
+if command -v go >/dev/null; then
+    GOMODCACHE="${GOMODCACHE:-$(go env GOMODCACHE)}"
+    GOCACHE="${GOCACHE:-$(go env GOCACHE)}"
+    export GOMODCACHE GOCACHE
+fi
 export GOBIN="$BIN"
 export GOFLAGS="-modcacherw -buildvcs=false"
 export CGO_ENABLED=0
