@@ -104,8 +104,11 @@ class TestHealthyCanary:
                 assert value is not None and math.isfinite(value), (q.title, label)
 
         panels = snap.panels()
-        assert 3.0 <= panels["Request Rate"]["production"] <= 4.8, panels["Request Rate"]
-        assert 2.2 <= panels["Request Rate"]["canary"] <= 3.6, panels["Request Rate"]
+        # The traffic sends 4/s to production and 3/s to the canary. rate() extrapolates over a
+        # window of a few scrapes, so scrapes that come late on a loaded machine (measured:
+        # 4.89/s at a load average of 29) read up to ~25 % high.
+        assert 3.0 <= panels["Request Rate"]["production"] <= 5.0, panels["Request Rate"]
+        assert 2.2 <= panels["Request Rate"]["canary"] <= 3.75, panels["Request Rate"]
         assert panels["Error Rate"] == {"production": 0.0, "canary": 0.0}
         assert panels["Token Throughput"]["canary"] > 10
         assert 0 < panels["Token Counting Duration"]["canary"] < 0.1
@@ -248,12 +251,13 @@ class TestHealthyCanary:
                 assert extra == ["503"]
                 time.sleep(observed)
                 window = f"{int(time.time() - full_since)}s"
-                # A full pod's scrapes take under half a second, or at most three times the idle
-                # pod's where this machine is that slow right now (a scrape queued behind a stream
+                # A full pod's scrapes take under 0.75 s, or at most three times the idle pod's
+                # where this machine is that slow right now (a scrape queued behind a stream
                 # would instead time out at the 1 s interval: `up` catches that). Judged against
-                # the idle pod so that a machine busy with other work is not a failure of the cap.
-                quick = max(0.5, 3 * value(f'max_over_time(scrape_duration_seconds'
-                                           f'{{pod="{control.name}"}}[{window}])'))
+                # the idle pod so that a machine busy with other work is not a failure of the cap
+                # (measured at a load average of 29: 0.63 s, the idle pod's well under).
+                quick = max(0.75, 3 * value(f'max_over_time(scrape_duration_seconds'
+                                            f'{{pod="{control.name}"}}[{window}])'))
                 for name, cap in caps.items():
                     sel = f'{{pod="{name}"}}'
                     assert value(f"min_over_time(up{sel}[{window}])") == 1
