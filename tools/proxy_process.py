@@ -129,7 +129,9 @@ class ProxyProcess(ProxyReadings):
         self.proc: subprocess.Popen | None = None
         self._stop_sent = False
 
-    def start(self, timeout: float = 20.0) -> "ProxyProcess":
+    def start(self, timeout: float = 60.0) -> "ProxyProcess":
+        # 60 s: a wait for readiness that ends as soon as a worker answers; two suites side by
+        # side on 2 cores were seen taking over 20 s to boot a two-worker gunicorn.
         # free_port() closes the port it found before gunicorn binds it, so another process
         # (a parallel proxy, a test's own client socket) can take it in between. Then gunicorn
         # retries the bind, and whoever holds the port would answer our readiness probe; so

@@ -436,10 +436,10 @@ class RawUpstream:
                     break
         except _Stopped:
             pass
-        except _ClientClosed:
-            closed_by = "client"
-        except OSError:
-            closed_by = "client"   # the client reset the connection while we wrote
+        except (_ClientClosed, OSError):
+            # The client closed (or reset while we wrote), unless stop() shut the socket down:
+            # that reads the same from this side.
+            closed_by = "server" if self._stopping.is_set() else "client"
         finally:
             self._close(sock, record, closed_by)
 
