@@ -48,7 +48,7 @@ debs: ## install the Debian packages the checks use (promtool, redis-server, chr
 # `make test` is one make run: every step starts as soon as what it needs is there, and prints its
 # output whole when it ends. The Go tools (CPU-bound, the longest step from a cold cache) build
 # while pip, npm and most of the Python suite run; the tests marked `needs_tools` start once helm
-# and the UI are built, and the chart checks once every tool is. A failed step does not stop the
+# and the UI are built and the rest of the suite is done, and the chart checks once every tool is. A failed step does not stop the
 # others (-k): one run reports every failure.
 SIDE_BY_SIDE := --no-print-directory --output-sync=target
 
@@ -68,11 +68,16 @@ test-python: test-python-base test-python-tools ## the pytest suite (all but the
 # Without the built tools (helm, the dashboard UI), which may still be building beside it: the Go
 # tools are off PATH and tools/built_tools.py refuses them, so a test that uses one without the
 # `needs_tools` mark fails here on every machine, built or not. The two parts keep their own
-# pytest caches (`--lf` works on each), since `make test` runs them at the same time.
+# pytest caches (`--lf` works on each).
 test-python-base: venv tiktoken-cache debs ## the pytest suite but the tests marked needs_tools
 	PATH="$(subst $(TOOLS):,,$(PATH))" ZAI_PROXY_WITHOUT_BUILT_TOOLS=1 $(PYTEST_SUITE) -m "not needs_tools"
 
-test-python-tools: venv tiktoken-cache debs helm ui ## the pytest tests marked needs_tools (helm, the built UI)
+# After the base part, never beside it: both at once are eight pytest workers, chromium and
+# their gunicorns on 2 cores, where timing-bound checks (a slow drip's 2 s idle timeout, scrape
+# durations) were seen to fail. Order-only, so `make test-python-tools` alone runs only itself.
+AFTER_BASE := $(if $(filter test-python,$(MAKECMDGOALS)),test-python-base)
+
+test-python-tools: venv tiktoken-cache debs helm ui | $(AFTER_BASE) ## the pytest tests marked needs_tools (helm, the built UI)
 	$(PYTEST_SUITE) -m needs_tools -o cache_dir=.pytest_cache/needs-tools
 
 lint: venv ## ruff over all Python code (settings in pyproject.toml)
