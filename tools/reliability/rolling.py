@@ -86,7 +86,20 @@ def _draining(result: Result) -> bool:
         error = json.loads(result.body)["error"]
     except (ValueError, KeyError, TypeError):
         return False
-    return error.get("code") == "draining" or error.get("type") == "overloaded_error"
+    # The worker's own draining answer, or its capacity answer (its peer's requests move to it
+    # while it restarts): both 503 + Retry-After, in either family's format.
+    return (error.get("code") in ("draining", "at_capacity")
+            or error.get("type") == "overloaded_error")
+
+
+def _code(result: Result) -> str:
+    """What the answer said, so that a failure names it (the code, and Retry-After or not)."""
+    try:
+        error = json.loads(result.body)["error"]
+        code = error.get("code") or error.get("type")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        code = None
+    return (f", {code}" if code else "") + (", no Retry-After" if not result.retry_after else "")
 
 
 def judge(results: list[Result], master_at: float) -> dict:
@@ -109,6 +122,7 @@ def judge(results: list[Result], master_at: float) -> dict:
                         + ", ".join(sorted({f'{r.kind} ({r.error or r.status})' for r in lost})))
     if bad:
         problems.append(f"{len(bad)} requests failed before the master's SIGTERM: "
-                        + ", ".join(sorted({f'{r.kind} ({r.error or r.status})' for r in bad})))
+                        + ", ".join(sorted({f'{r.kind} ({r.error or r.status}'
+                                            f'{_code(r)})' for r in bad})))
     return {"problems": problems, "streams": streams, "ok": ok, "draining": draining,
             "after_stop": after_stop}
