@@ -14,14 +14,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import psutil
 import requests
 
-from tools.proxy_process import free_port
+from tools.proxy_process import await_own_worker, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 COMMAND = ["-m", "gunicorn", "-c", "dashboard/gunicorn.conf.py", "zai_dashboard.app:create_app()"]
@@ -55,31 +54,9 @@ class DashboardProcess:
         self.proc = subprocess.Popen([*self.prefix, sys.executable, *COMMAND], cwd=ROOT,
                                      env=self.env, stdout=open(self.stdout_path, "wb"),
                                      stderr=open(self.stderr_path, "wb"))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the dashboard exited with {self.proc.returncode}:\n"
-                                   f"{self.stderr()}\n{self.stdout()[-3000:]}")
-            if "Connection in use" in self.stdout():
-                self.stop(signal.SIGKILL)
-                return False
-            if self._answered_by_own_worker():
-                return True
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"the dashboard did not become ready:\n{self.stdout()[-3000:]}")
-
-    def _answered_by_own_worker(self) -> bool:
-        try:
-            ready = requests.get(self.url + "/readyz", timeout=1).status_code == 200
-            pid = requests.get(self.url + "/healthz", timeout=1).json().get("pid")
-        except (requests.ConnectionError, requests.Timeout, ValueError):
-            return False
-        try:
-            children = {child.pid for child in psutil.Process(self.proc.pid).children(True)}
-        except psutil.NoSuchProcess:
-            return False
-        return ready and pid in children
+        return await_own_worker(self.proc, self.url, "/healthz", self.stdout, self.stop, timeout,
+                                "the dashboard",
+                                lambda: f"{self.stderr()}\n{self.stdout()[-3000:]}")
 
     def master(self) -> psutil.Process:
         """gunicorn's master (the started process, or its child under a prefix)."""

@@ -102,6 +102,39 @@ class ProxyReadings:
             time.sleep(0.02)
 
 
+def await_own_worker(proc: subprocess.Popen, url: str, pid_path: str, stdout, stop,
+                     timeout: float, what: str, output) -> bool:
+    """Wait for a gunicorn started as `proc`: True once /readyz answers 200 and `pid_path` names
+    one of *its* workers (another process may hold the port: see ProxyProcess.start); False when
+    gunicorn logs its port as taken (`stop` is then called with SIGKILL). Raises, with
+    `output()`, if it exits or is not ready within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}:\n{output()}")
+        if "Connection in use" in stdout():
+            stop(signal.SIGKILL)
+            return False
+        if _answered_by_own_worker(proc, url, pid_path):
+            return True
+        time.sleep(0.05)
+    stop()
+    raise RuntimeError(f"{what} did not become ready:\n{output()}")
+
+
+def _answered_by_own_worker(proc: subprocess.Popen, url: str, pid_path: str) -> bool:
+    try:
+        ready = requests.get(url + "/readyz", timeout=1).status_code == 200
+        pid = requests.get(url + pid_path, timeout=1).json().get("pid")
+    except (requests.ConnectionError, requests.Timeout, ValueError):
+        return False  # not listening yet, workers still booting, or not ours at all
+    try:   # recursive: the master may run under a prefix (a mount namespace)
+        children = {child.pid for child in psutil.Process(proc.pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        return False
+    return ready and pid in children
+
+
 class ProxyProcess(ProxyReadings):
     # The image's CMD, run inside image/.
     command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"]
@@ -148,26 +181,8 @@ class ProxyProcess(ProxyReadings):
         self.proc = subprocess.Popen(
             self.command, cwd=IMAGE, env=self.env, stdout=open(self.stdout_path, "wb"),
             stderr=open(self.stderr_path, "wb"))
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"proxy exited with {self.proc.returncode}:\n{self.stderr()}")
-            if "Connection in use" in self.stdout():
-                self.stop(signal.SIGKILL)
-                return False
-            if self._answered_by_own_worker():
-                return True
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"proxy did not become ready:\n{self.stderr()}")
-
-    def _answered_by_own_worker(self) -> bool:
-        try:
-            ready = requests.get(self.url + "/readyz", timeout=1).status_code == 200
-            pid = requests.get(self.url + "/health", timeout=1).json().get("pid")
-        except (requests.ConnectionError, requests.Timeout, ValueError):
-            return False  # not listening yet, workers still booting, or not a proxy at all
-        return ready and pid in {child.pid for child in psutil.Process(self.proc.pid).children()}
+        return await_own_worker(self.proc, self.url, "/health", self.stdout, self.stop, timeout,
+                                "proxy", self.stderr)
 
     def _move_to(self, port: int) -> None:
         self.port = port
