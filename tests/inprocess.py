@@ -31,10 +31,52 @@ _serving = threading.local()
 
 
 class _QuietHandler(WSGIRequestHandler):
-    """No access line per request: the proxy writes its own (gunicorn's is off too)."""
+    """No access line per request: the proxy writes its own (gunicorn's is off too).
+
+    And every response's close() is called, as gunicorn calls it: werkzeug's server skips it
+    when, after the answer, reading what the client left unread fails because the client reset
+    the connection (an SDK that stops at an error event and closes). The proxy writes its
+    request log line and settles its accounting in close()."""
 
     def log_request(self, *args, **kwargs) -> None:
         pass
+
+    def run_wsgi(self) -> None:
+        try:
+            super().run_wsgi()
+        finally:
+            response = _serving.__dict__.pop("response", None)
+            if response is not None:
+                response.close()
+
+
+class _ClosedOnce:
+    """The app's response, closed exactly once: by werkzeug or else by _QuietHandler."""
+
+    __slots__ = ("iterable", "closed")
+
+    def __init__(self, iterable):
+        self.iterable = iterable
+        self.closed = False
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        _serving.__dict__.pop("response", None)
+        close = getattr(self.iterable, "close", None)
+        if close is not None:
+            close()
+
+
+def _closed_once(app):
+    def serve(environ, start_response):
+        response = _serving.response = _ClosedOnce(app(environ, start_response))
+        return response
+    return serve
 
 
 class _Server(ThreadedWSGIServer):
@@ -96,7 +138,8 @@ class InProcessProxy(ProxyReadings):
         try:
             self.app = app_module.create_app(self.config, registry=self.registry,
                                              wait=self._wait)
-            self.server = _Server("127.0.0.1", 0, self.app, handler=_QuietHandler)
+            self.server = _Server("127.0.0.1", 0, _closed_once(self.app),
+                                  handler=_QuietHandler)
         except BaseException:
             self._detach()
             raise

@@ -69,3 +69,30 @@ def test_a_setting_only_gunicorn_uses_is_refused_in_process(start_proxy, setting
     in-process app, where the setting would do nothing."""
     with pytest.raises(ValueError, match="start_gunicorn"):
         start_proxy(**setting)
+
+
+
+def test_a_response_is_closed_even_when_its_client_resets_the_connection(start_proxy):
+    """The proxy writes its request line in the response's close(). werkzeug's server skips
+    close() when, after the answer, reading what the client sent past its request fails with a
+    reset; gunicorn never skips it, nor may the harness. The client here sends a byte while its
+    stream is still coming, reads the stream to its end, then resets the connection."""
+    import socket
+    import struct
+
+    proxy = start_proxy()
+    body = (b'{"model": "glm-4.7@ok;chunks=3;interval_ms=100", "stream": true,'
+            b' "messages": [{"role": "user", "content": "hi"}]}')
+    with socket.create_connection(("127.0.0.1", proxy.port)) as client:
+        client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                       b"Content-Type: application/json\r\n"
+                       b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+        answer = client.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200")
+        client.sendall(b"+")            # while the stream goes on: the server reads it after
+        while not answer.endswith(b"\r\n0\r\n\r\n"):
+            answer += client.recv(65536)
+        time.sleep(0.2)                 # the server now waits for the rest of the client's bytes
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    [line] = proxy.wait_for_request_logs(1)
+    assert line["status"] == 200 and line["outcome"] == "ok"
