@@ -10,6 +10,10 @@ TOOLS     := $(CURDIR)/.tools/bin
 export PATH := $(TOOLS):$(CURDIR)/$(VENV)/bin:$(PATH)
 # tiktoken never downloads at run time: tests and the demo use this local cache.
 export TIKTOKEN_CACHE_DIR := $(CURDIR)/.cache/tiktoken
+# Python caches compiled modules (__pycache__/, git-ignored) even where the shell says not to: the
+# suite and the demo start hundreds of interpreters (xdist workers, gunicorns, fake upstreams), and
+# each would compile every module of ours again (15 s of CPU per pytest worker, before any test).
+unexport PYTHONDONTWRITEBYTECODE
 # helm and its plugins (helm-unittest) live under .tools/helm, never in $HOME (same as install-tools.sh).
 export HELM_CONFIG_HOME := $(CURDIR)/.tools/helm/config
 export HELM_CACHE_HOME  := $(CURDIR)/.tools/helm/cache
