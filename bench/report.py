@@ -7,7 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-from . import charts
 from .contestants import LABELS, ORDER as NAMES
 
 MIB = 1024 * 1024
@@ -281,6 +280,8 @@ def render(raw: dict, chart_files: dict) -> str:
 
 
 def write(raw: dict, out: Path) -> Path:
+    from . import charts   # matplotlib: only when charts are drawn
+
     chart_files = charts.write_all(raw, out)
     path = out / "summary.md"
     path.write_text(render(raw, chart_files))

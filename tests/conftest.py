@@ -18,9 +18,17 @@ import pytest
 
 def pytest_collection_modifyitems(items):
     """Tests marked `slow` (tens of seconds of waiting by design: alert windows, a soak) first.
-    A parallel run (`make test`: pytest -n 2) hands work out in this order; started last, one of
+    A parallel run (`make test`: pytest -n 4) hands work out in this order (tests/scheduling.py); started last, one of
     them would keep a worker busy long after the other has run out of tests."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """loadscope that keeps the slow units on separate workers (tests/scheduling.py)."""
+    if config.getvalue("dist") == "loadscope":
+        from tests.scheduling import SlowUnitsApart
+        return SlowUnitsApart(config, log)
+    return None
 
 
 @pytest.fixture

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import json
 
-import anthropic
-import openai
 
+from tools.sdks import anthropic, openai
 from tools.raw_upstream import anthropic_sse, openai_sse, response
 
 FAMILIES = ("openai", "anthropic")

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import json
 
-import anthropic
-import openai
 import pytest
 import requests
 
+from tools.sdks import anthropic, openai
 from tests.raw_proxy import FAMILIES, PATHS, ask, body, events, whole, whole_answer
 from tools.raw_upstream import Close, Hold, Pause, RawUpstream, Reset, chunk, head, response
 

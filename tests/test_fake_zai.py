@@ -19,10 +19,9 @@ import sys
 import time
 from pathlib import Path
 
-import anthropic
-import openai
 import pytest
 
+from tools.sdks import anthropic, openai
 from tools.fake_zai import FakeZai, ScenarioError, parse
 from tools.fake_zai import quota as quota_builders
 

@@ -32,7 +32,6 @@ import pytest
 import requests
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
-from openai._streaming import SSEDecoder
 from prometheus_client import CollectorRegistry
 
 os.environ.setdefault("TIKTOKEN_CACHE_DIR",
@@ -285,6 +284,8 @@ def _ends_with_terminal(body: bytes, anthropic: bool) -> bool:
     """Whether the stream's last event is its family's terminal event (`data: [DONE]`, or
     `message_stop`; or the upstream's own error event), as the official SDK's SSE decoder reads
     the events: documented to be relayed unchanged. Any other stream ended early."""
+    from openai._streaming import SSEDecoder   # here: the SDK costs every worker 2 s to import
+
     text = body.decode("utf-8", "replace").encode() + b"\n\n"
     events = [e for e in SSEDecoder().iter_bytes(iter([text])) if e.event or e.data]
     if not events:

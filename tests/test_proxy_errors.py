@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import socket
 
-import anthropic
-import openai
 import pytest
 import requests
+from tools.sdks import anthropic, openai
 
 
 def _openai_error(response, status, code):

@@ -10,10 +10,9 @@ import concurrent.futures
 import json
 import time
 
-import anthropic
-import openai
 import requests
 
+from tools.sdks import anthropic, openai
 from tools.proxy_process import TEST_ZAI_KEY
 
 CLIENT_KEY = "client-key-should-never-go-upstream"

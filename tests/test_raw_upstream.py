@@ -6,11 +6,10 @@ from __future__ import annotations
 import socket
 import threading
 
-import anthropic
-import openai
 import pytest
 import requests
 
+from tools.sdks import anthropic, openai
 from tools.raw_upstream import (Close, Hold, Pause, RawUpstream, Reset, Wait, anthropic_sse, chunk,
                                 chunked, head, openai_sse, response, sse)
 

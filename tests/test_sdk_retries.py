@@ -20,11 +20,10 @@ import threading
 import time
 from datetime import datetime, timezone
 
-import anthropic
-import openai
 import pytest
 import requests
 
+from tools.sdks import anthropic, openai
 from tools.raw_upstream import RawUpstream, Wait, response
 
 LONG_WAIT = 5.0

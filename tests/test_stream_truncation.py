@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 
-import anthropic
-import openai
 import pytest
 import requests
 
+from tools.sdks import anthropic, openai
 from tests.raw_proxy import FAMILIES, PATHS, ask, body, events
 from tools.raw_upstream import Close, RawUpstream, chunked, head, response
 

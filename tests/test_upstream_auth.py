@@ -11,11 +11,10 @@ from __future__ import annotations
 import json
 import logging
 
-import anthropic
-import openai
 import pytest
 import requests
 
+from tools.sdks import anthropic, openai
 from tools.proxy_process import TEST_ZAI_KEY
 from zai_proxy.upstream_auth import UpstreamAuth
 

@@ -13,10 +13,10 @@ import http.client
 import json
 import time
 
-import openai
 import pytest
 import requests
 
+from tools.sdks import openai
 from tests.raw_proxy import (FAMILIES, PATHS, ask, body, events, stream_answer, whole,
                              whole_answer)
 from tools.raw_upstream import Hold, Pause, RawUpstream, head, response

@@ -28,10 +28,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-import anthropic
-import openai
-
 from tools.demo.pods import Pod
+from tools.sdks import anthropic, openai
 
 FAULTS = ("none", "errors", "latency")
 LATENCY_FAULT_MS = 11_000
