@@ -37,11 +37,6 @@ class SlowUnitsApart(LoadScopeScheduling):
             return
         if self._pending_of(self.assigned_work[node]) > 1:
             return
-        self._assign_work_unit(node, quick=self._starting)
-
-    def _assign_work_unit(self, node, quick: bool = False) -> None:
-        scope, work_unit = self.workqueue.popitem(last=quick)
-        self.assigned_work.setdefault(node, {})[scope] = work_unit
-        collection = self.registered_collections[node]
-        node.send_runtest_some([collection.index(nodeid)
-                                for nodeid, completed in work_unit.items() if not completed])
+        if self._starting:      # a second unit at the start: the quick end of the queue
+            self.workqueue.move_to_end(next(reversed(self.workqueue)), last=False)
+        self._assign_work_unit(node)
