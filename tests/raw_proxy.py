@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 
-from tools.sdks import anthropic, openai
+from tools.sdks import anthropic_client, openai_client
 from tools.raw_upstream import anthropic_sse, openai_sse, response
 
 FAMILIES = ("openai", "anthropic")
@@ -61,8 +61,8 @@ def stream_answer(family: str, texts, terminal: bool = True, **kwargs) -> list:
 
 def client(family: str, proxy_url: str, key: str = "any-client-key"):
     if family == "anthropic":
-        return anthropic.Anthropic(base_url=proxy_url, api_key=key, max_retries=0, timeout=30)
-    return openai.OpenAI(base_url=proxy_url + "/v1", api_key=key, max_retries=0, timeout=30)
+        return anthropic_client(base_url=proxy_url, api_key=key, max_retries=0, timeout=30)
+    return openai_client(base_url=proxy_url + "/v1", api_key=key, max_retries=0, timeout=30)
 
 
 def ask(family: str, proxy_url: str, stream: bool = False, key: str = "any-client-key") -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tools.sdks import anthropic, openai
+from tools.sdks import anthropic, anthropic_client, openai, openai_client
 from tools.fake_zai import FakeZai, ScenarioError, parse
 from tools.fake_zai import quota as quota_builders
 
@@ -45,12 +45,12 @@ def fresh(fake):
 
 @pytest.fixture
 def oai(fake):
-    return openai.OpenAI(base_url=fake.openai_url, api_key="test-key", max_retries=0)
+    return openai_client(base_url=fake.openai_url, api_key="test-key", max_retries=0)
 
 
 @pytest.fixture
 def claude(fake):
-    return anthropic.Anthropic(base_url=fake.anthropic_url, api_key="test-key", max_retries=0)
+    return anthropic_client(base_url=fake.anthropic_url, api_key="test-key", max_retries=0)
 
 
 # -- raw HTTP helpers -------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 import requests
-from tools.sdks import anthropic, openai
+from tools.sdks import anthropic_client, openai, openai_client
 
 
 def _openai_error(response, status, code):
@@ -102,16 +102,16 @@ def test_client_keys_required_when_configured_and_never_forwarded(start_proxy, f
                                    headers={"x-api-key": "wrong"}), 401, "authentication_error")
     assert fake_zai.requests == []
 
-    ok = openai.OpenAI(base_url=proxy.url + "/v1", api_key="beta-key", max_retries=0)
+    ok = openai_client(base_url=proxy.url + "/v1", api_key="beta-key", max_retries=0)
     assert ok.chat.completions.create(model="glm-4.7", messages=body["messages"]).choices
-    ok_anthropic = anthropic.Anthropic(base_url=proxy.url, api_key="alpha-key", max_retries=0)
+    ok_anthropic = anthropic_client(base_url=proxy.url, api_key="alpha-key", max_retries=0)
     assert ok_anthropic.messages.create(model="glm-4.7", max_tokens=8,
                                         messages=body["messages"]).content
     for seen in fake_zai.requests:
         assert "alpha-key" not in repr(list(seen.headers.items()))
         assert "beta-key" not in repr(list(seen.headers.items()))
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=proxy.url + "/v1", api_key="alpha-keyX",
+        openai_client(base_url=proxy.url + "/v1", api_key="alpha-keyX",
                       max_retries=0).models.list()
 
 

@@ -12,18 +12,18 @@ import time
 
 import requests
 
-from tools.sdks import anthropic, openai
+from tools.sdks import anthropic_client, openai_client
 from tools.proxy_process import TEST_ZAI_KEY
 
 CLIENT_KEY = "client-key-should-never-go-upstream"
 
 
 def _openai(proxy, **kwargs):
-    return openai.OpenAI(base_url=proxy.url + "/v1", api_key=CLIENT_KEY, max_retries=0, **kwargs)
+    return openai_client(base_url=proxy.url + "/v1", api_key=CLIENT_KEY, max_retries=0, **kwargs)
 
 
 def _anthropic(proxy):
-    return anthropic.Anthropic(base_url=proxy.url, api_key=CLIENT_KEY, max_retries=0)
+    return anthropic_client(base_url=proxy.url, api_key=CLIENT_KEY, max_retries=0)
 
 
 def test_openai_sdk_chat_goes_to_openai_surface_with_bearer_key(proxy, fake_zai):

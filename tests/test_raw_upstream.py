@@ -9,7 +9,7 @@ import threading
 import pytest
 import requests
 
-from tools.sdks import anthropic, openai
+from tools.sdks import anthropic_client, openai_client
 from tools.raw_upstream import (Close, Hold, Pause, RawUpstream, Reset, Wait, anthropic_sse, chunk,
                                 chunked, head, openai_sse, response, sse)
 
@@ -137,11 +137,11 @@ def test_sse_helpers_are_streams_the_official_sdks_read(upstream):
                             framing="chunked"))
     upstream.reply(response(200, anthropic_sse(["Hel", "lo"]), content_type="text/event-stream",
                             framing="close"))
-    client = openai.OpenAI(base_url=upstream.url + "/v1", api_key="k", max_retries=0)
+    client = openai_client(base_url=upstream.url + "/v1", api_key="k", max_retries=0)
     stream = client.chat.completions.create(model="glm-4.7", stream=True,
                                             messages=[{"role": "user", "content": "hi"}])
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Hello"
-    with anthropic.Anthropic(base_url=upstream.url, api_key="k", max_retries=0).messages.stream(
+    with anthropic_client(base_url=upstream.url, api_key="k", max_retries=0).messages.stream(
             model="glm-4.7", max_tokens=10, messages=[{"role": "user", "content": "hi"}]) as s:
         assert s.get_final_text() == "Hello"
     assert [r.target for r in upstream.wait_requests(2)] == ["/v1/chat/completions",

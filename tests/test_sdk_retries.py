@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 import pytest
 import requests
 
-from tools.sdks import anthropic, openai
+from tools.sdks import anthropic, anthropic_client, openai, openai_client
 from tools.raw_upstream import RawUpstream, Wait, response
 
 LONG_WAIT = 5.0
@@ -87,12 +87,12 @@ def _watch_waits(client) -> Waits:
 
 
 def _openai(proxy):
-    client = openai.OpenAI(base_url=proxy.url + "/v1", api_key="client-key")
+    client = openai_client(base_url=proxy.url + "/v1", api_key="client-key")
     return client, _watch_waits(client)
 
 
 def _anthropic(proxy):
-    client = anthropic.Anthropic(base_url=proxy.url, api_key="client-key")
+    client = anthropic_client(base_url=proxy.url, api_key="client-key")
     return client, _watch_waits(client)
 
 

@@ -14,7 +14,7 @@ import logging
 import pytest
 import requests
 
-from tools.sdks import anthropic, openai
+from tools.sdks import anthropic, anthropic_client, openai, openai_client
 from tools.proxy_process import TEST_ZAI_KEY
 from zai_proxy.upstream_auth import UpstreamAuth
 
@@ -96,17 +96,17 @@ def test_sdk_users_can_tell_the_operators_key_from_their_own(inprocess_proxy, fa
     fake_zai.set_scenario("error;code=1002")
     # Their own key is wrong: 401 invalid_api_key, whatever Z.AI would say.
     with pytest.raises(openai.AuthenticationError) as own:
-        openai.OpenAI(base_url=proxy.url + "/v1", api_key="wrong").chat.completions.create(
+        openai_client(base_url=proxy.url + "/v1", api_key="wrong").chat.completions.create(
             model="glm-4.7", messages=CHAT["messages"])
     assert own.value.code == "invalid_api_key"
     assert fake_zai.requests == []
     # Their key is right, the proxy's is not: a gateway error that says so, and no retry.
     with pytest.raises(openai.InternalServerError) as gateway:
-        openai.OpenAI(base_url=proxy.url + "/v1", api_key="client-key").chat.completions.create(
+        openai_client(base_url=proxy.url + "/v1", api_key="client-key").chat.completions.create(
             model="glm-4.7", messages=CHAT["messages"])
     assert gateway.value.status_code == 502 and gateway.value.code == "upstream_auth_failed"
     with pytest.raises(anthropic.InternalServerError) as anthropic_gateway:
-        anthropic.Anthropic(base_url=proxy.url, api_key="client-key").messages.create(
+        anthropic_client(base_url=proxy.url, api_key="client-key").messages.create(
             model="glm-4.7", max_tokens=8, messages=CHAT["messages"])
     assert "ZAI_API_KEY" in anthropic_gateway.value.message
     assert len(fake_zai.requests) == 2                       # one call each: no SDK retry

@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from tools.sdks import openai
+from tools.sdks import openai_client
 from tests.raw_proxy import (FAMILIES, PATHS, ask, body, events, stream_answer, whole,
                              whole_answer)
 from tools.raw_upstream import Hold, Pause, RawUpstream, head, response
@@ -234,7 +234,7 @@ def test_the_sdk_reads_an_answer_whose_head_carried_unwritable_fields(proxy, ups
     payload = whole("openai", "through")
     upstream.reply(head(200, [(b"X-Bad", b"\x07bell"), (b"Content-Type", b"application/json"),
                               (b"Content-Length", str(len(payload)).encode())]), payload)
-    completion = openai.OpenAI(base_url=proxy.url + "/v1", api_key=KEYS[0], max_retries=0) \
+    completion = openai_client(base_url=proxy.url + "/v1", api_key=KEYS[0], max_retries=0) \
         .chat.completions.with_raw_response.create(**body("openai"))
     assert completion.parse().choices[0].message.content == "through"
     assert "X-Bad" not in completion.headers

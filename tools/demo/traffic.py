@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 
 from tools.demo.pods import Pod
-from tools.sdks import anthropic, openai
+from tools.sdks import anthropic, anthropic_client, openai, openai_client
 
 FAULTS = ("none", "errors", "latency")
 LATENCY_FAULT_MS = 11_000
@@ -74,9 +74,9 @@ def plan(variant: str, index: int, fault: str = "none") -> Plan:
 
 class _Clients:
     def __init__(self, pod: Pod, timeout: float):
-        self.openai = openai.OpenAI(base_url=pod.url + "/v1", api_key=CLIENT_KEY,
+        self.openai = openai_client(base_url=pod.url + "/v1", api_key=CLIENT_KEY,
                                     max_retries=0, timeout=timeout)
-        self.anthropic = anthropic.Anthropic(base_url=pod.url, api_key=CLIENT_KEY,
+        self.anthropic = anthropic_client(base_url=pod.url, api_key=CLIENT_KEY,
                                              max_retries=0, timeout=timeout)
 
     def close(self) -> None:
