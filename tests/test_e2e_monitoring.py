@@ -2,7 +2,7 @@
 Prometheus scraping them as the rendered ServiceMonitors say, the rendered PrometheusRules (only
 `for` divided by 60, so 5m becomes 5s) and the dashboard's own panel queries.
 
-Three runs: a healthy canary (panels, labels, no alert, scrapes under a full in-flight cap), a
+Four runs: a healthy canary (panels, labels, no alert), scrapes under a full in-flight cap, a
 canary with added latency (its latency alerts fire, nothing else), and `python -m tools.demo` itself
 (what `make demo` runs) with DEMO_CANARY_FAULT=errors, stopped with SIGTERM mid-run (its error
 alerts fire, it writes out/demo-like files and leaves no process behind).
@@ -215,8 +215,23 @@ class TestHealthyCanary:
         assert canary["output_tokens_per_s"] > 0 and production["output_tokens_per_s"] is None
         assert production["max_workers"] == 2 * 20 and canary["max_workers"] == 10
 
-    def test_scrapes_keep_succeeding_while_max_workers_streams_are_in_flight(self, healthy):
-        stack, traffic, _ = healthy
+
+# -- a full in-flight cap -----------------------------------------------------------------------
+class TestFullInFlightCap:
+    """Its own stack, without traffic: a full cap held for seconds may fire the saturation
+    alerts, which the healthy canary's stack must never see."""
+
+    @pytest.fixture
+    def stack(self, tmp_path):
+        stack = Stack(tmp_path, SETTINGS).start()
+        pids = stack.children.pids()
+        try:
+            yield stack
+        finally:
+            stack.stop()
+            assert_no_process_left(pids)
+
+    def test_scrapes_keep_succeeding_while_max_workers_streams_are_in_flight(self, stack):
         prom = stack.prometheus
         targets = [stack.pods["canary"][0], stack.pods["production"][0]]
         caps = {p.name: int(p.env["MAX_WORKERS"]) for p in targets}
@@ -235,37 +250,36 @@ class TestHealthyCanary:
         def value(expr: str) -> float:
             return float(prom.query(expr)[0]["value"][1])
 
-        with traffic.paused():
-            with held_streams(targets[0], caps[targets[0].name], hold) as canary_out, \
-                    held_streams(targets[1], caps[targets[1].name], hold) as production_out:
-                def full():
-                    result = prom.query("zai_proxy_concurrent_requests")
-                    seen = {s["metric"]["pod"]: float(s["value"][1]) for s in result}
-                    return all(seen.get(name) == cap for name, cap in caps.items())
-                assert wait_until(full, fill_wait, 0.2), \
-                    "Prometheus never scraped a full in-flight cap"
-                full_since = time.time()
-                # One more request to a full pod is refused: the cap really is in use.
-                with held_streams(targets[0], 1, 1) as extra:
-                    pass
-                assert extra == ["503"]
-                time.sleep(observed)
-                window = f"{int(time.time() - full_since)}s"
-                # A full pod's scrapes take under 0.75 s, or at most three times the idle pod's
-                # where this machine is that slow right now (a scrape queued behind a stream
-                # would instead time out at the 1 s interval: `up` catches that). Judged against
-                # the idle pod so that a machine busy with other work is not a failure of the cap
-                # (measured at a load average of 29: 0.63 s, the idle pod's well under).
-                quick = max(0.75, 3 * value(f'max_over_time(scrape_duration_seconds'
-                                            f'{{pod="{control.name}"}}[{window}])'))
-                for name, cap in caps.items():
-                    sel = f'{{pod="{name}"}}'
-                    assert value(f"min_over_time(up{sel}[{window}])") == 1
-                    assert value(f"count_over_time(up{sel}[{window}])") >= 2
-                    in_flight = f"zai_proxy_concurrent_requests{sel}"
-                    assert value(f"min_over_time({in_flight}[{window}])") == cap
-                    assert value(f"max_over_time(scrape_duration_seconds{sel}[{window}])") < quick
-            assert canary_out == ["200"] * 10 and production_out == ["200"] * 20
+        with held_streams(targets[0], caps[targets[0].name], hold) as canary_out, \
+                held_streams(targets[1], caps[targets[1].name], hold) as production_out:
+            def full():
+                result = prom.query("zai_proxy_concurrent_requests")
+                seen = {s["metric"]["pod"]: float(s["value"][1]) for s in result}
+                return all(seen.get(name) == cap for name, cap in caps.items())
+            assert wait_until(full, fill_wait, 0.2), \
+                "Prometheus never scraped a full in-flight cap"
+            full_since = time.time()
+            # One more request to a full pod is refused: the cap really is in use.
+            with held_streams(targets[0], 1, 1) as extra:
+                pass
+            assert extra == ["503"]
+            time.sleep(observed)
+            window = f"{int(time.time() - full_since)}s"
+            # A full pod's scrapes take under 0.75 s, or at most three times the idle pod's
+            # where this machine is that slow right now (a scrape queued behind a stream
+            # would instead time out at the 1 s interval: `up` catches that). Judged against
+            # the idle pod so that a machine busy with other work is not a failure of the cap
+            # (measured at a load average of 29: 0.63 s, the idle pod's well under).
+            quick = max(0.75, 3 * value(f'max_over_time(scrape_duration_seconds'
+                                        f'{{pod="{control.name}"}}[{window}])'))
+            for name, cap in caps.items():
+                sel = f'{{pod="{name}"}}'
+                assert value(f"min_over_time(up{sel}[{window}])") == 1
+                assert value(f"count_over_time(up{sel}[{window}])") >= 2
+                in_flight = f"zai_proxy_concurrent_requests{sel}"
+                assert value(f"min_over_time({in_flight}[{window}])") == cap
+                assert value(f"max_over_time(scrape_duration_seconds{sel}[{window}])") < quick
+        assert canary_out == ["200"] * 10 and production_out == ["200"] * 20
 
 
 # -- canary with added latency -------------------------------------------------------------------
