@@ -51,38 +51,51 @@ debs: ## install the Debian packages the checks use (promtool, redis-server, chr
 
 # `make test` is one make run: every step starts as soon as what it needs is there, and prints its
 # output whole when it ends. The Go tools (CPU-bound, the longest step from a cold cache) build
-# while pip, npm and most of the Python suite run; the tests marked `needs_tools` start once helm
-# and the UI are built and the rest of the suite is done, and the chart checks once every tool is. A failed step does not stop the
+# while pip, npm and most of the Python suite run (test-python-base); the tests marked
+# `needs_tools` start once helm and the UI are built and the rest of the suite is done
+# (test-python-tools), and the chart checks once every tool is. A failed step does not stop the
 # others (-k): one run reports every failure.
 SIDE_BY_SIDE := --no-print-directory --output-sync=target
 
 test: ## every check (what CI runs)
-	$(MAKE) $(SIDE_BY_SIDE) -k -j8 lint test-ui test-image test-python test-chart
+	$(MAKE) $(SIDE_BY_SIDE) -k -j8 lint test-ui test-image test-python-base test-python-tools test-chart
 
-# Four pytest workers (pytest-xdist; most tests wait on timers and sockets, not the CPU, so more
-# workers than cores pays). --dist loadscope hands out a module's test functions, or a
-# class's tests, as one unit, so a module- or class-scoped fixture (a reliability group, the leak
-# run) runs once; units go out in collection order, where tests/conftest.py puts those marked
-# `slow` first. One file runs faster without -n: `.venv/bin/python -m pytest -q tests/test_x.py`.
-PYTEST_PARALLEL := -n 4 --dist loadscope --no-loadscope-reorder
+# pytest-xdist workers; most tests wait on timers and sockets, not the CPU, so more workers than
+# cores pays. --dist loadscope hands out a module's test functions, or a class's tests, as one
+# unit, so a module- or class-scoped fixture (a reliability group, the leak run) runs once; units
+# go out in collection order, where tests/conftest.py puts those marked `slow` first, and
+# tests/scheduling.py keeps them on separate workers. One file runs faster without -n:
+# `.venv/bin/python -m pytest -q tests/test_x.py`.
+PYTEST_DIST := --dist loadscope --no-loadscope-reorder
+PYTEST_PARALLEL := -n 4 $(PYTEST_DIST)
 PYTEST_SUITE := $(PY) -m pytest -q $(PYTEST_PARALLEL) tests --ignore=tests/test_image.py
 
-test-python: test-python-base test-python-tools ## the pytest suite (all but the image check), on four workers
+# The whole suite in one session, once helm and the UI are built. Six workers on 2 cores: the
+# alert-window runs, the soak and the browser wait on timers, and the CPU-bound tests fill that
+# time (measured on 2 cores: 150 s; the two parts below one after the other: 207 s).
+test-python: venv tiktoken-cache debs helm ui ## the pytest suite (all but the image check), one session on six workers
+	$(PY) -m pytest -q -n 6 $(PYTEST_DIST) tests --ignore=tests/test_image.py
 
-# Without the built tools (helm, the dashboard UI), which may still be building beside it: the Go
-# tools are off PATH and tools/built_tools.py refuses them, so a test that uses one without the
-# `needs_tools` mark fails here on every machine, built or not. The two parts keep their own
-# pytest caches (`--lf` works on each).
+# The suite in two parts, for `make test` from a cold machine, where the Go build takes minutes.
+# The base part runs without the built tools (helm, the dashboard UI), which may still be building
+# beside it: the Go tools are off PATH and tools/built_tools.py refuses them, so a test that uses
+# one without the `needs_tools` mark fails here on every machine, built or not. The two parts keep
+# their own pytest caches (`--lf` works on each).
 test-python-base: venv tiktoken-cache debs ## the pytest suite but the tests marked needs_tools
 	PATH="$(subst $(TOOLS):,,$(PATH))" ZAI_PROXY_WITHOUT_BUILT_TOOLS=1 $(PYTEST_SUITE) -m "not needs_tools"
 
 # After the base part, never beside it: both at once are eight pytest workers, chromium and
-# their gunicorns on 2 cores, where timing-bound checks (a slow drip's 2 s idle timeout, scrape
-# durations) were seen to fail. Order-only, so `make test-python-tools` alone runs only itself.
-AFTER_BASE := $(if $(filter test-python,$(MAKECMDGOALS)),test-python-base)
+# their gunicorns on 2 cores beside the Go build, where timing-bound checks (a slow drip's 2 s
+# idle timeout, scrape durations) were seen to fail. Order-only, so `make test-python-tools`
+# alone runs only itself.
+AFTER_BASE := $(if $(filter test-python-base,$(MAKECMDGOALS)),test-python-base)
+
+# Only the files that mention needs_tools are collected: collecting the whole suite on four workers
+# to run 73 of its tests took 16 s of CPU. tests/conftest.py refuses a needs_tools test elsewhere.
+NEEDS_TOOLS_FILES = $(shell grep -rl --include='test_*.py' needs_tools tests)
 
 test-python-tools: venv tiktoken-cache debs helm ui | $(AFTER_BASE) ## the pytest tests marked needs_tools (helm, the built UI)
-	$(PYTEST_SUITE) -m needs_tools -o cache_dir=.pytest_cache/needs-tools
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) $(NEEDS_TOOLS_FILES) -m needs_tools -o cache_dir=.pytest_cache/needs-tools
 
 lint: venv ## ruff over all Python code (settings in pyproject.toml)
 	$(VENV)/bin/ruff check .
@@ -90,7 +103,7 @@ lint: venv ## ruff over all Python code (settings in pyproject.toml)
 test-chart: venv go-tools debs ## chart checks: helm lint, helm-unittest, kubeconform, kube-score, actionlint, README freshness
 	bash scripts/check-chart.sh
 
-# No pytest cache here: in `make test` this runs beside test-python, which keeps .pytest_cache.
+# No pytest cache here: in `make test` this runs beside the pytest parts, which keep .pytest_cache.
 test-image: venv debs ## build image/Dockerfile with buildah (offline Debian base) and run its CMD (needs root)
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_image.py
 

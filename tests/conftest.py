@@ -16,11 +16,20 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.hookimpl(tryfirst=True)     # before `-m` deselects anything
 def pytest_collection_modifyitems(items):
     """Tests marked `slow` (tens of seconds of waiting by design: alert windows, a soak) first.
-    A parallel run (`make test`: pytest -n 4) hands work out in this order (tests/scheduling.py); started last, one of
-    them would keep a worker busy long after the other has run out of tests."""
+    A parallel run (the Makefile's pytest -n) hands work out in this order (tests/scheduling.py); started last, one of
+    them would keep a worker busy long after the other has run out of tests.
+
+    `make test-python-tools` collects only the files whose text mentions needs_tools (Makefile):
+    a test that gets the mark some other way would run in neither part, so it is refused."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    texts: dict = {}
+    stray = sorted({str(item.path) for item in items if item.get_closest_marker("needs_tools")
+                    and "needs_tools" not in texts.setdefault(item.path, item.path.read_text())})
+    if stray:
+        raise pytest.UsageError(f"needs_tools tests in files that do not mention it: {stray}")
 
 
 def pytest_xdist_make_scheduler(config, log):
