@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -19,25 +21,24 @@ def run_pytest(directory: Path) -> subprocess.CompletedProcess:
                           cwd=directory, env=env, capture_output=True, text=True, timeout=60)
 
 
-def test_a_needs_tools_test_in_a_file_that_does_not_say_so_is_refused(tmp_path):
-    (tmp_path / "test_hidden.py").write_text(
-        "import pytest\n"
-        "MARK = getattr(pytest.mark, 'needs' + '_tools')\n"
-        "@MARK\n"
-        "def test_uses_helm():\n"
-        "    pass\n")
-    result = run_pytest(tmp_path)
-    assert result.returncode == 4, result.stdout + result.stderr
-    assert "needs_tools tests in files that do not mention it" in result.stderr
-    assert "test_hidden.py" in result.stderr
+HIDDEN = ("import pytest\n"
+          "MARK = getattr(pytest.mark, 'needs' + '_tools')\n"
+          "@MARK\n"
+          "def test_uses_helm():\n"
+          "    pass\n")
+NAMED = ("import pytest\n"
+         "pytestmark = pytest.mark.needs_tools\n"
+         "def test_uses_helm():\n"
+         "    pass\n")
 
 
-def test_a_file_that_names_the_mark_is_collected(tmp_path):
-    (tmp_path / "test_named.py").write_text(
-        "import pytest\n"
-        "pytestmark = pytest.mark.needs_tools\n"
-        "def test_uses_helm():\n"
-        "    pass\n")
+@pytest.mark.parametrize("source, code, expected", [
+    (HIDDEN, 4, "needs_tools tests in files that do not mention it: ['{path}']"),
+    (NAMED, 0, "1 passed"),
+], ids=["mark hidden from the text: refused", "mark named in the text: collected"])
+def test_only_files_that_name_the_mark_may_hold_needs_tools_tests(tmp_path, source, code, expected):
+    path = tmp_path / "test_helm.py"
+    path.write_text(source)
     result = run_pytest(tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed" in result.stdout
+    assert result.returncode == code, result.stdout + result.stderr
+    assert expected.format(path=path) in result.stdout + result.stderr
