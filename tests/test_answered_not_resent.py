@@ -116,6 +116,10 @@ def test_answers_that_say_the_request_was_not_processed_are_retried(inprocess_pr
 
 # The total deadline ---------------------------------------------------------------------------------
 DEADLINE = {**SETTINGS, "RETRY_BACKOFF_BASE": "10ms", "UPSTREAM_TOTAL_TIMEOUT": "1s"}
+# For a trickle, whose only limit is the total deadline: an idle timeout far above it, since a
+# loaded machine can pause the in-process upstream's thread past 500 ms (seen at 0.5 s, six pytest
+# workers on 2 cores), and the idle timeout must not end the answer first.
+TRICKLE_DEADLINE = {**DEADLINE, "UPSTREAM_READ_TIMEOUT": "10s"}
 
 
 def _trickle(data: bytes, every: float = 0.1) -> list:
@@ -125,7 +129,7 @@ def _trickle(data: bytes, every: float = 0.1) -> list:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_a_trickled_answer_is_cut_at_the_total_deadline(inprocess_proxy, upstream, family):
-    proxy = inprocess_proxy(upstream.url, **DEADLINE)
+    proxy = inprocess_proxy(upstream.url, **TRICKLE_DEADLINE)
     payload = whole(family, "slowly")                  # ~20 s at one byte per 0.1 s
     upstream.reply(head(200, [("Content-Type", "application/json"),
                               ("Content-Length", str(len(payload)))]), _trickle(payload))
@@ -138,7 +142,7 @@ def test_a_trickled_answer_is_cut_at_the_total_deadline(inprocess_proxy, upstrea
 
 
 def test_a_trickled_head_is_cut_at_the_total_deadline(inprocess_proxy, upstream):
-    proxy = inprocess_proxy(upstream.url, **DEADLINE)
+    proxy = inprocess_proxy(upstream.url, **TRICKLE_DEADLINE)
     upstream.reply(_trickle(b"HTTP/1.1 200 OK\r\n" + b"X-Slow: " + b"z" * 200 + b"\r\n\r\n"))
     answer = _post(proxy, "openai")
     assert answer.status_code == 504
@@ -152,7 +156,7 @@ def test_a_stream_still_going_at_the_total_deadline_ends_with_an_error_event(
         inprocess_proxy, upstream, family):
     # 3 s: the head must come well before the deadline on a loaded machine (at 1 s it once came
     # at 933 ms); the stream's ~75 parts, 0.1 s apart, still outlast it.
-    proxy = inprocess_proxy(upstream.url, **{**DEADLINE, "UPSTREAM_TOTAL_TIMEOUT": "3s"})
+    proxy = inprocess_proxy(upstream.url, **{**TRICKLE_DEADLINE, "UPSTREAM_TOTAL_TIMEOUT": "3s"})
     stream = events(family, [f"word {i} " for i in range(100)])
     parts = [stream[i:i + 200] for i in range(0, len(stream), 200)]
     upstream.reply(head(200, [("Content-Type", "text/event-stream"),
