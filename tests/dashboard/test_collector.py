@@ -225,6 +225,11 @@ def _chat(url, model="glm-4.7", fail=False):
         "model": model, "messages": [{"role": "user", "content": "hello"}]})
 
 
+def wait_counted(requests: dict) -> None:
+    for proxy, count in requests.items():
+        assert proxy.wait_value("zai_proxy_requests_total", count) == count
+
+
 def test_real_proxies_feed_the_collector(clock, fake_zai, inprocess_proxy):
     production = inprocess_proxy(DEPLOYMENT_VARIANT="production", RATE_LIMIT_ENABLED="false",
                                  MAX_RETRIES="0", MAX_WORKERS="20")
@@ -234,12 +239,16 @@ def test_real_proxies_feed_the_collector(clock, fake_zai, inprocess_proxy):
                                    f"canary={canary.url}/metrics")
     _chat(production.url)
     _chat(canary.url)
+    # A request is counted when its response closes, just after the client has it: each tick
+    # waits for the counts it reads (a loaded machine once counted the canary's first after it).
+    wait_counted({production: 1, canary: 1})
     tick(service, clock, T0)
     for _ in range(6):
         assert _chat(production.url).status_code == 200
     for _ in range(3):
         assert _chat(canary.url).status_code == 200
     assert _chat(canary.url, fail=True).status_code == 500
+    wait_counted({production: 7, canary: 5})
     payload = tick(service, clock, T0 + 5)
     prod, can = payload["variants"]["production"], payload["variants"]["canary"]
     assert prod["requests_per_s"] == 6 / 5 and prod["requests_5xx_per_s"] == 0
