@@ -14,7 +14,8 @@ importing anything.
 `openai_client()` and `anthropic_client()` make the SDKs' clients as `openai.OpenAI(...)` and
 `anthropic.Anthropic(...)` do, with one difference: every client shares one TLS context. Each SDK
 client otherwise builds its own, loading the system's CA bundle, which costs 35 to 50 ms of CPU
-under OpenSSL 3; the suite made about a thousand clients, all for plain HTTP on loopback.
+under OpenSSL 3 (the suite's SDK tests make about 180 clients, all for plain HTTP on
+loopback).
 """
 
 from __future__ import annotations
