@@ -17,7 +17,8 @@ from pathlib import Path
 
 import psutil
 import requests
-from prometheus_client.parser import text_string_to_metric_families
+
+from tools.metrics_text import samples
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = ROOT / "image"
@@ -76,11 +77,7 @@ class ProxyReadings:
 
     def metrics(self) -> dict[tuple, float]:
         """{(sample name, frozenset(labels.items())): value} from /metrics."""
-        samples = {}
-        for family in text_string_to_metric_families(self.metrics_text()):
-            for sample in family.samples:
-                samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-        return samples
+        return samples(self.metrics_text())
 
     def value(self, name: str, **labels) -> float:
         """Sum of the samples of `name` whose labels include `labels` (0 when absent)."""
