@@ -75,7 +75,7 @@ def run(stack: Stack, settings: MatrixSettings) -> list[Row]:
     threads and RSS are per proxy, so shards cannot blur each other's figures)."""
     label = "upstream" + (" +counting" if settings.counting else "")
     faults = upstream_faults(settings.full)
-    shards = [faults[i::settings.shards] for i in range(settings.shards)]
+    shards = shard(faults, settings.shards)
     with concurrent.futures.ThreadPoolExecutor(len(shards) + 1) as pool:
         clean = pool.submit(_clean_shard, stack, settings, label)
         done = [pool.submit(_run_shard, stack, shard, settings, label) for shard in shards]
@@ -86,6 +86,35 @@ def run(stack: Stack, settings: MatrixSettings) -> list[Row]:
             tail += target_rows
         head = clean.result()
     return [head] + [r for fault in faults for r in by_fault[fault.name]] + tail
+
+
+# A slow fault's cell waits out the short idle timeout on every attempt: about 16 s per
+# attempt (4 requests of 2 s, 2 × 2 s for a stall…), where a quick fault's cell takes 0.5 s.
+SLOW_WEIGHT = 32
+
+
+def weight(faults: list[Fault]) -> int:
+    """The faults' expected time in units of a quick fault's cell."""
+    return sum(SLOW_WEIGHT * max(f.plain.attempts, f.stream.attempts) if f.slow else 1
+               for f in faults)
+
+
+def shard(faults: list[Fault], count: int) -> list[list[Fault]]:
+    """`faults` in `count` shards of about equal expected time, each running on its own proxies.
+
+    A shard starts one proxy per kind it holds (Fault.upstream, Fault.slow), and a gunicorn
+    start costs about a second of CPU, so the quick faults stay together by upstream. The slow
+    ones, each worth dozens of quick ones, are dealt out one by one. Heaviest first, each to the
+    lightest shard so far."""
+    quick: dict[str, list[Fault]] = {}
+    for fault in faults:
+        if not fault.slow:
+            quick.setdefault(fault.upstream, []).append(fault)
+    blocks = [[fault] for fault in faults if fault.slow] + list(quick.values())
+    shards: list[list[Fault]] = [[] for _ in range(count)]
+    for block in sorted(blocks, key=weight, reverse=True):
+        min(shards, key=weight).extend(block)
+    return shards
 
 
 def _target(stack: Stack, kind: str, settings: MatrixSettings, slow: bool) -> Target:
