@@ -25,14 +25,16 @@ the second half of the traffic, all of it new random values, only adds the few l
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
+import json
 import os
 import random
 import string
+import threading
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from tools.proxy_process import ProxyProcess
@@ -133,20 +135,27 @@ def model_requests(rng: random.Random, start: int, count: int) -> list[tuple]:
 
 
 def send_all(proxy: ProxyProcess, batch: list[tuple], statuses: dict) -> None:
-    local = __import__("threading").local()
+    """Each item on one of 8 keep-alive connections, its path exactly as written. http.client,
+    not requests: at 4,000 requests, requests' own work per request (proxy settings read from
+    the environment, cookie and header merging) cost 8 CPU-s, four times http.client's."""
+    local = threading.local()
 
     def one(item):
         method, path, headers, body = item
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
-        kwargs = {"json": body} if isinstance(body, dict) else {"data": body}
-        prepared = session.prepare_request(requests.Request(method, proxy.url + "/x", headers=headers,
-                                                            **kwargs))
-        prepared.url = proxy.url + path   # as written: requests would normalise some paths
-        response = session.send(prepared, timeout=30)
-        response.content   # noqa: B018 - read the stream to its end
-        return response.status_code
+        if isinstance(body, dict):
+            body = json.dumps(body).encode()
+            headers = {**headers, "Content-Type": "application/json"}
+        connection = getattr(local, "connection", None)
+        if connection is None:
+            connection = local.connection = http.client.HTTPConnection(
+                "127.0.0.1", proxy.port, timeout=30)
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        response.read()
+        if response.will_close:   # the proxy ended this connection: the next item opens one
+            connection.close()
+            local.connection = None
+        return response.status
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         for status in pool.map(one, batch):
