@@ -17,11 +17,13 @@ import re
 
 from prometheus_client.parser import text_string_to_metric_families
 
-_LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"'
+_LABEL_NAME = r'[a-zA-Z_][a-zA-Z0-9_]*'
+_LABEL_VALUE = r'(?:[^"\\\n]|\\[\\"n])*'      # any character but ", \ and newline, or an escape
+_LABEL = f'{_LABEL_NAME}="{_LABEL_VALUE}"'
 _SAMPLE = re.compile(r'([a-zA-Z_:][a-zA-Z0-9_:]*)'
                      rf'(?:\{{((?:{_LABEL})(?:,{_LABEL})*,?)?\}})?'
                      r' ([^ ]+)(?: -?[0-9]+)?')
-_LABELS = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"')
+_LABELS = re.compile(f'({_LABEL_NAME})="({_LABEL_VALUE})"')
 _ESCAPE = re.compile(r'\\([\\"n])')
 
 

@@ -78,7 +78,7 @@ def run(stack: Stack, settings: MatrixSettings) -> list[Row]:
     shards = shard(faults, settings.shards)
     with concurrent.futures.ThreadPoolExecutor(len(shards) + 1) as pool:
         clean = pool.submit(_clean_shard, stack, settings, label)
-        done = [pool.submit(_run_shard, stack, shard, settings, label) for shard in shards]
+        done = [pool.submit(_run_shard, stack, part, settings, label) for part in shards]
         by_fault, tail = {}, []
         for future in done:
             cells, target_rows = future.result()
